@@ -1,0 +1,160 @@
+"""``create_app``: the one composition root.
+
+It builds the database, the state backend, the channel adapters, the dialog
+engine and the pipeline, and ties each resource's life to the app through
+``cleanup_ctx``, so tests, ``serve`` and ``worker`` assemble exactly the same
+thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Mapping
+
+import aiohttp
+from aiohttp import web
+
+from bot.appkeys import ADAPTERS, BACKEND, CONFIG, DB, PIPELINE, SETTINGS
+from bot.config import ShopConfig, load_config
+from bot.db import Database
+from bot.migrate import upgrade
+from bot.pipeline import Pipeline, RateLimit
+from bot.settings import Settings
+from bot.state.factory import create_backend
+from integrations.base import ChannelAdapter
+
+log = logging.getLogger("touchpoint.app")
+
+HOW_TO_ENABLE = {
+    "telegram": "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
+    "viber": "set VIBER_AUTH_TOKEN (and VIBER_BOT_NAME)",
+    "whatsapp": "set WHATSAPP_ACCESS_TOKEN, WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN",
+}
+
+
+def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+    """One adapter per configured channel; a channel is enabled when its token is set."""
+    adapters: dict[str, ChannelAdapter] = {}
+    if settings.telegram_enabled:
+        from integrations.telegram import TelegramAdapter
+
+        adapters["telegram"] = TelegramAdapter(
+            settings.telegram_bot_token.get_secret_value(),
+            settings.telegram_webhook_secret.get_secret_value(),
+            settings.telegram_api_url,
+        )
+    if settings.viber_enabled:
+        from integrations.viber import ViberAdapter
+
+        adapters["viber"] = ViberAdapter(
+            settings.viber_auth_token.get_secret_value(), settings.viber_bot_name, settings.viber_api_url
+        )
+    if settings.whatsapp_enabled:
+        from integrations.whatsapp import WhatsAppAdapter
+
+        adapters["whatsapp"] = WhatsAppAdapter(
+            settings.whatsapp_access_token.get_secret_value(),
+            settings.whatsapp_phone_number_id,
+            settings.whatsapp_app_secret.get_secret_value(),
+            settings.whatsapp_verify_token.get_secret_value(),
+            settings.whatsapp_api_url,
+        )
+    return adapters
+
+
+def build_engine(config: ShopConfig):  # type: ignore[no-untyped-def]
+    from bot.dialog import DialogEngine
+    from bot.i18n import I18n
+
+    return DialogEngine(config, I18n.load())
+
+
+def rate_limits(config: ShopConfig) -> dict[str, RateLimit]:
+    return {channel: RateLimit(**limit.model_dump()) for channel, limit in config.rate_limits.items()}
+
+
+async def migrate(url: str) -> None:
+    # Alembic's env.py runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(upgrade, url)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_workers: bool = True,
+    run_migrations: bool | None = None,
+    adapters: Mapping[str, ChannelAdapter] | None = None,
+) -> web.Application:
+    """Build the aiohttp application.
+
+    ``run_workers``: also consume the inbox and outbox in this process (serve's
+    default). ``run_migrations``: apply migrations at start (default: only for
+    SQLite, the embedded mode; scaled deployments run ``touchpoint db upgrade``).
+    """
+    from bot.web import health, shop_api, webhooks
+
+    config = load_config(settings.touchpoint_config or None)
+    app = web.Application(client_max_size=settings.touchpoint_max_body_bytes)
+    app[SETTINGS] = settings
+    app[CONFIG] = config
+    chosen = dict(adapters) if adapters is not None else build_adapters(settings)
+    app[ADAPTERS] = chosen
+    for channel in ("telegram", "viber", "whatsapp"):
+        if channel not in chosen:
+            log.info("channel.disabled channel=%s route=/webhooks/%s answers 404; to enable: %s",
+                     channel, channel, HOW_TO_ENABLE[channel])
+    if "telegram" in chosen and not settings.telegram_webhook_secret.get_secret_value():
+        log.warning("telegram.no_secret: set TELEGRAM_WEBHOOK_SECRET, otherwise anyone can post updates")
+    if not settings.api_keys:
+        log.info("shop_api.disabled: set TOUCHPOINT_API_KEYS to use /api/v1")
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        url = settings.touchpoint_database_url
+        if run_migrations if run_migrations is not None else url.startswith("sqlite"):
+            await migrate(url)
+        db = Database(url)
+        await db.start()
+        app[DB] = db
+        yield
+        await db.close()
+
+    async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
+        backend = await create_backend(settings.touchpoint_redis_url or None)
+        app[BACKEND] = backend
+        log.info("state.backend name=%s", backend.name)
+        yield
+        await backend.close()
+
+    async def adapters_ctx(app: web.Application) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=15),
+            connector=aiohttp.TCPConnector(limit=200),
+        )
+        for adapter in chosen.values():
+            await adapter.start(session)
+        yield
+        for adapter in chosen.values():
+            await adapter.close()
+        await session.close()
+
+    async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        pipeline = Pipeline(
+            db=app[DB],
+            backend=app[BACKEND],
+            adapters=chosen,
+            engine=build_engine(config),
+            rate_limits=rate_limits(config),
+        )
+        app[PIPELINE] = pipeline
+        if run_workers:
+            await pipeline.recover()
+            pipeline.start_workers()
+        yield
+        await pipeline.stop()
+
+    app.cleanup_ctx.extend([database_ctx, backend_ctx, adapters_ctx, pipeline_ctx])
+    health.setup(app)
+    webhooks.setup(app)
+    shop_api.setup(app)
+    return app

@@ -1,0 +1,471 @@
+"""The single path for all inbound work, and the outbox sender.
+
+inbox row -> (wake-up "channel|address") -> per-conversation lock -> every
+pending inbox row of that conversation, in id order -> parse -> dialog turn ->
+one unit of work (state, effects, outbox rows, inbox row done) -> outbox
+wake-up -> sender (same per-conversation ordering) -> adapter.
+
+Wake-ups name a conversation, not a row, and the worker drains all of that
+conversation's pending rows under its lock. So a duplicate, late or lost
+wake-up is harmless (the sweeper re-issues lost ones), and arrival order holds
+even when several processes consume the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Protocol
+
+from bot import metrics, store
+from bot.db import Database
+from bot.events import Inbound, Kind
+from bot.messages import Outbound, SendResult
+from bot.state.base import QueueItem, StateBackend
+from bot.turn import TurnInput, TurnResult
+from integrations.base import ChannelAdapter, InboxItem
+
+log = logging.getLogger("touchpoint.pipeline")
+
+INBOX = "inbox"
+OUTBOX = "outbox"
+MAX_SEND_ATTEMPTS = 8
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+SWEEP_INTERVAL = 5.0
+STALE_INBOX_AFTER = 10.0  # seconds a pending inbox row may wait before the sweeper re-wakes it
+MAX_INBOX_ATTEMPTS = 5
+
+
+REACHABLE_AGAIN = frozenset(
+    {Kind.TEXT, Kind.BUTTON, Kind.COMMAND, Kind.LOCATION, Kind.MEDIA, Kind.CONTACT, Kind.SUBSCRIBED, Kind.RESUBSCRIBED}
+)
+
+
+class Engine(Protocol):
+    async def handle(self, inp: TurnInput) -> TurnResult: ...
+
+
+def conversation_key(channel: str, address: str) -> str:
+    return f"{channel}|{address}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    channel, _, address = key.partition("|")
+    return channel, address
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Sends per second for a whole channel and for one chat; 0 disables a limit."""
+
+    per_second: float = 0.0
+    per_chat_per_second: float = 0.0
+    burst: float = 1.0
+    chat_burst: float = 3.0
+
+
+@dataclass
+class Pipeline:
+    db: Database
+    backend: StateBackend
+    adapters: Mapping[str, ChannelAdapter]
+    engine: Engine
+    rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
+    concurrency: int = 64
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _stopping: bool = False
+
+    # --- ingestion (web process) ------------------------------------------
+
+    async def accept(self, channel: str, items: list[InboxItem]) -> list[int | None]:
+        """Store authentic events durably (deduplicated) and wake a worker.
+
+        Returns the new inbox id per item, None for a duplicate.
+        """
+        rows = [store.NewInboxRow(channel, i.event_id, i.address, i.body) for i in items]
+        ids = await self.db.write(lambda conn: store.inbox_append(conn, rows))
+        woken: set[str] = set()
+        for item, new_id in zip(items, ids):
+            if new_id is None:
+                metrics.INBOX_DUPLICATES.labels(channel).inc()
+                log.info("inbox.duplicate channel=%s event=%s", channel, item.event_id)
+                continue
+            metrics.INBOX_ACCEPTED.labels(channel).inc()
+            key = conversation_key(channel, item.address)
+            if not item.inline and key not in woken:
+                woken.add(key)
+                await self.backend.queue.put(INBOX, key)
+        return ids
+
+    async def process_inline(self, channel: str, address: str, inbox_id: int) -> list[Outbound]:
+        """Handle one conversation now and return the replies to ``inbox_id``.
+
+        Used for Viber's conversation_started, whose single welcome message
+        must travel in the HTTP response instead of through the outbox.
+        """
+        captured: dict[int, list[Outbound]] = {}
+        await self.drain_conversation(channel, address, inline={inbox_id: captured})
+        return captured.get(inbox_id, [])
+
+    # --- consuming the inbox (worker) --------------------------------------
+
+    async def drain_conversation(
+        self, channel: str, address: str, inline: dict[int, dict[int, list[Outbound]]] | None = None
+    ) -> int:
+        """Process every pending inbox row of one conversation, in arrival order."""
+        handled = 0
+        async with self.backend.locks.hold(f"conv:{conversation_key(channel, address)}", ttl=60):
+            while True:
+                rows = await self.db.read(lambda conn: store.inbox_pending(conn, channel, address))
+                if not rows:
+                    break
+                for row in rows:
+                    sink = inline.get(row.id) if inline else None
+                    await self._process_row(channel, address, row, sink)
+                    handled += 1
+                if len(rows) < 50:
+                    break
+        return handled
+
+    async def _process_row(self, channel: str, address: str, row: Any, sink: dict[int, list[Outbound]] | None) -> None:
+        adapter = self.adapters.get(channel)
+        started = time.perf_counter()
+        try:
+            if adapter is None:
+                raise LookupError(f"channel {channel} is not configured")
+            event = adapter.parse(row.body)
+        except Exception as exc:  # noqa: BLE001 - a poison event must not stall the conversation
+            log.warning("inbox.unparsable id=%s channel=%s error=%r", row.id, channel, exc)
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "ignored", repr(exc)[:500]))
+            return
+        if event is None:
+            log.info("inbox.ignored id=%s channel=%s event=%s", row.id, channel, row.event_id)
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "ignored"))
+            return
+        try:
+            if event.kind is Kind.RECEIPT:
+                await self._record_receipt(event, row.id)
+            else:
+                await self._run_turn(event, row.id, sink)
+        except store.VersionConflict:
+            log.warning("conversation.version_conflict channel=%s address=%s; will retry", channel, address)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("inbox.failed id=%s channel=%s", row.id, channel)
+            status = "failed" if row.attempts + 1 >= MAX_INBOX_ATTEMPTS else "pending"
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, status, repr(exc)[:500]))
+            if status == "pending":
+                raise
+            return
+        metrics.TURN_SECONDS.labels(channel).observe(time.perf_counter() - started)
+        if adapter is not None and event.kind is Kind.BUTTON:
+            self._spawn(adapter.acknowledge(event))
+
+    async def _record_receipt(self, event: Inbound, inbox_id: int) -> None:
+        receipt = event.receipt
+        assert receipt is not None
+
+        async def unit(conn: Any) -> None:
+            await store.outbox_receipt(conn, event.channel, receipt.platform_message_id, receipt.status)
+            if receipt.unreachable:
+                await store.set_blocked(conn, event.channel, event.address)
+            await store.inbox_finish(conn, inbox_id, "done")
+
+        await self.db.write(unit)
+        if receipt.unreachable:
+            log.info("identity.unreachable channel=%s address=%s", event.channel, event.address)
+
+    async def _run_turn(self, event: Inbound, inbox_id: int, sink: dict[int, list[Outbound]] | None) -> None:
+        channel, address = event.channel, event.address
+        loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
+        is_new = False
+        if loaded is None:
+            await self.db.write(
+                lambda conn: store.create_identity(conn, channel, address, event.first_name, event.language_code)
+            )
+            loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
+            assert loaded is not None
+            is_new = True
+        customer = loaded.customer
+        if is_new:
+            from dataclasses import replace
+
+            customer = replace(customer, is_new=True)
+        result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=customer))
+        messages = list(result.messages)
+        inline_reply: list[Outbound] = []
+        if sink is not None:
+            # Exactly one reply may travel in the HTTP response (Viber's welcome rule).
+            inline_reply, dropped = messages[:1], messages[1:]
+            if dropped:
+                log.warning("inline.extra_messages_dropped channel=%s count=%d", channel, len(dropped))
+            messages = []
+        blocked = loaded.blocked
+        # A customer who writes to us can be reached again (Viber re-subscribes
+        # on any message; Telegram delivers nothing from a user who blocked us).
+        unblock = blocked and event.kind in REACHABLE_AGAIN
+        if unblock:
+            blocked = False
+        inbound_at = event.received_at if event.kind not in (Kind.UNSUBSCRIBED, Kind.RESUBSCRIBED) else None
+        if any(getattr(e, "blocked", None) is False for e in result.effects):
+            blocked = False
+
+        async def unit(conn: Any) -> list[int]:
+            if unblock:
+                await store.set_blocked(conn, channel, address, blocked=False)
+            await store.save_turn(
+                conn,
+                loaded=loaded,
+                channel=channel,
+                address=address,
+                new_state=result.state,
+                effects=result.effects,
+                inbound_at=inbound_at,
+            )
+            await store.log_message(
+                conn,
+                direction="in",
+                channel=channel,
+                address=address,
+                customer_id=loaded.customer.id,
+                kind=str(event.kind),
+                text=event.text or (event.payload or event.command or ""),
+                platform_message_id=event.event_id,
+            )
+            ids: list[int] = []
+            if inline_reply:
+                await store.outbox_add(
+                    conn,
+                    channel=channel,
+                    address=address,
+                    customer_id=loaded.customer.id,
+                    messages=inline_reply,
+                    inbox_id=inbox_id,
+                    status="sent",
+                )
+                for message in inline_reply:
+                    await store.log_message(
+                        conn, direction="out", channel=channel, address=address,
+                        customer_id=loaded.customer.id, kind="text", text=message.text,
+                    )
+            if messages and not blocked:
+                ids = await store.outbox_add(
+                    conn,
+                    channel=channel,
+                    address=address,
+                    customer_id=loaded.customer.id,
+                    messages=messages,
+                    inbox_id=inbox_id,
+                    priority=10,
+                )
+            await store.inbox_finish(conn, inbox_id, "done")
+            return ids
+
+        outbox_ids = await self.db.write(unit)
+        if sink is not None:
+            sink[inbox_id] = inline_reply
+        if outbox_ids:
+            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+
+    # --- sending -------------------------------------------------------------
+
+    async def send_conversation(self, channel: str, address: str) -> int:
+        """Send the pending outbox rows of one conversation, strictly in order.
+
+        Stops at the first row that must wait (retry back-off), so later
+        messages never overtake it; a timer and the sweeper wake it again.
+        """
+        adapter = self.adapters.get(channel)
+        if adapter is None:
+            log.error("outbox.no_adapter channel=%s", channel)
+            return 0
+        sent = 0
+        async with self.backend.locks.hold(f"send:{conversation_key(channel, address)}", ttl=120):
+            rows = await self.db.read(lambda conn: store.outbox_pending(conn, channel, address))
+            if not rows:
+                return 0
+            if await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
+                await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
+                return 0
+            now = datetime.now(timezone.utc)
+            for row in rows:
+                due = store.as_utc(row.next_attempt_at)
+                if due is not None and due > now:
+                    self._wake_later(channel, address, (due - now).total_seconds())
+                    break
+                await self._respect_rate_limits(channel, address)
+                result = await adapter.send(address, Outbound.from_dict(row.payload), start_part=row.parts_sent)
+                if not await self._record_send(channel, address, row, result):
+                    break
+                sent += 1
+        return sent
+
+    async def _respect_rate_limits(self, channel: str, address: str) -> None:
+        limit = self.rate_limits.get(channel)
+        limiter = self.backend.limiter
+        waits = []
+        if limit and limit.per_second > 0:
+            waits.append(await limiter.acquire(f"rate:{channel}", rate=limit.per_second, burst=limit.burst))
+        if limit and limit.per_chat_per_second > 0:
+            waits.append(
+                await limiter.acquire(f"rate:{channel}:{address}", rate=limit.per_chat_per_second, burst=limit.chat_burst)
+            )
+        wait = max(waits, default=0.0)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _record_send(self, channel: str, address: str, row: Any, result: SendResult) -> bool:
+        """Persist a send outcome; True when the next message may go out now."""
+        now = datetime.now(timezone.utc)
+        metrics.SENDS.labels(channel, result.status).inc()
+        if result.status == "sent":
+            message_text = (row.payload or {}).get("text", "")
+
+            async def unit(conn: Any) -> None:
+                await store.outbox_update(
+                    conn, row.id, status="sent", sent_at=now, attempts=row.attempts + 1,
+                    parts_sent=result.parts_sent, platform_message_id=result.platform_message_id, last_error=None,
+                )
+                await store.log_message(
+                    conn, direction="out", channel=channel, address=address, customer_id=row.customer_id,
+                    kind="text", text=message_text, platform_message_id=result.platform_message_id,
+                )
+
+            await self.db.write(unit)
+            return True
+        if result.status == "blocked":
+            log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)
+
+            async def unit_blocked(conn: Any) -> None:
+                await store.set_blocked(conn, channel, address)
+                await store.outbox_update(conn, row.id, attempts=row.attempts + 1, last_error=result.error)
+                await store.outbox_block_pending(conn, channel, address)
+
+            await self.db.write(unit_blocked)
+            return False
+        if result.status == "failed" or row.attempts + 1 >= MAX_SEND_ATTEMPTS:
+            log.warning("outbox.failed id=%s channel=%s error=%s", row.id, channel, result.error)
+            await self.db.write(
+                lambda conn: store.outbox_update(
+                    conn, row.id, status="failed", attempts=row.attempts + 1,
+                    parts_sent=result.parts_sent, last_error=(result.error or result.status)[:500],
+                )
+            )
+            return True
+        # retry: honour the platform's retry_after exactly, otherwise exponential back-off with full jitter
+        if result.retry_after is not None:
+            delay = result.retry_after
+            scope_key = f"rate:{channel}" if result.scope == "channel" else f"rate:{channel}:{address}"
+            await self.backend.limiter.pause(scope_key, delay)
+        else:
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** row.attempts)) + 0.05
+        log.info("outbox.retry id=%s channel=%s in=%.2fs error=%s", row.id, channel, delay, result.error)
+        await self.db.write(
+            lambda conn: store.outbox_update(
+                conn, row.id, attempts=row.attempts + 1, parts_sent=result.parts_sent,
+                next_attempt_at=now + timedelta(seconds=delay), last_error=(result.error or "retry")[:500],
+            )
+        )
+        self._wake_later(channel, address, delay)
+        return False
+
+    def _wake_later(self, channel: str, address: str, delay: float) -> None:
+        async def wake() -> None:
+            await asyncio.sleep(delay)
+            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+
+        self._spawn(wake())
+
+    # --- workers ---------------------------------------------------------------
+
+    async def run_consumer(self, topic: str) -> None:
+        """Take wake-ups from ``topic`` and handle them concurrently, one task per conversation."""
+        handler = self.drain_conversation if topic == INBOX else self.send_conversation
+        limit = asyncio.Semaphore(self.concurrency)
+        running: dict[str, asyncio.Task[Any]] = {}
+        while not self._stopping:
+            items = await self.backend.queue.take(topic, max_items=self.concurrency, timeout=1.0)
+            for item in items:
+                await limit.acquire()
+                task = asyncio.create_task(self._handle_wakeup(topic, handler, item, running))
+                task.add_done_callback(lambda _t: limit.release())
+
+    async def _handle_wakeup(self, topic: str, handler: Any, item: QueueItem, running: dict[str, asyncio.Task[Any]]) -> None:
+        channel, address = split_key(item.data)
+        previous = running.get(item.data)
+        current = asyncio.current_task()
+        assert current is not None
+        running[item.data] = current
+        try:
+            if previous is not None:
+                # The same conversation is already being drained; drain once more after it.
+                await asyncio.wait([previous])
+            await handler(channel, address)
+            await self.backend.queue.ack(topic, [item])
+        except Exception:  # noqa: BLE001 - left unacknowledged; the sweeper or reclaim retries it
+            log.exception("worker.wakeup_failed topic=%s key=%s", topic, item.data)
+        finally:
+            if running.get(item.data) is current:
+                del running[item.data]
+
+    async def sweep_once(self) -> int:
+        """Re-issue wake-ups for work that is due but nobody is doing (crash, lost wake-up)."""
+        now = datetime.now(timezone.utc)
+        stale = await self.db.read(lambda conn: store.inbox_stale_keys(conn, now - timedelta(seconds=STALE_INBOX_AFTER)))
+        due = await self.db.read(lambda conn: store.outbox_due_keys(conn, now))
+        for channel, address in stale:
+            await self.backend.queue.put(INBOX, conversation_key(channel, address))
+        for channel, address in due:
+            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+        return len(stale) + len(due)
+
+    async def recover(self) -> int:
+        """At start-up: every pending inbox row and due outbox row gets a wake-up."""
+        now = datetime.now(timezone.utc)
+        pending = await self.db.read(lambda conn: store.inbox_stale_keys(conn, now + timedelta(days=1), limit=100_000))
+        due = await self.db.read(lambda conn: store.outbox_due_keys(conn, now + timedelta(days=3650), limit=100_000))
+        for channel, address in pending:
+            await self.backend.queue.put(INBOX, conversation_key(channel, address))
+        for channel, address in due:
+            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+        if pending or due:
+            log.info("recovery.requeued inbox=%d outbox=%d", len(pending), len(due))
+        return len(pending) + len(due)
+
+    async def run_sweeper(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self.sweep_once()
+            except Exception:  # noqa: BLE001
+                log.exception("sweeper.failed")
+
+    def start_workers(self) -> list[asyncio.Task[Any]]:
+        tasks = [
+            asyncio.create_task(self.run_consumer(INBOX), name="inbox-consumer"),
+            asyncio.create_task(self.run_consumer(OUTBOX), name="outbox-consumer"),
+            asyncio.create_task(self.run_sweeper(), name="sweeper"),
+        ]
+        self._tasks.update(tasks)
+        return tasks
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        self._tasks.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

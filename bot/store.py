@@ -1,0 +1,470 @@
+"""SQL for the pipeline's hot path, with SQLAlchemy Core on the SQLModel tables.
+
+Each function takes a connection and does one job; ``Database.write`` groups
+the writing ones into shared transactions. Core rather than ORM sessions,
+because the ORM's unit-of-work bookkeeping costs several times more per
+statement (../shared/PERFORMANCE.md) and we never need identity maps here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.messages import Outbound
+from bot.models import (
+    ChannelIdentity,
+    Consent,
+    Conversation,
+    Customer,
+    InboxEvent,
+    MessageLog,
+    OutboxMessage,
+    utcnow,
+)
+from bot.turn import ConsentChange, ConsentState, ConversationState, CustomerSnapshot, SetCustomer, SetIdentity
+
+inbox_t = InboxEvent.__table__
+outbox_t = OutboxMessage.__table__
+customer_t = Customer.__table__
+identity_t = ChannelIdentity.__table__
+conversation_t = Conversation.__table__
+consent_t = Consent.__table__
+log_t = MessageLog.__table__
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise RuntimeError(f"unsupported database dialect {dialect}")
+
+
+# --- inbox -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewInboxRow:
+    channel: str
+    event_id: str
+    address: str
+    body: bytes
+
+
+async def inbox_append(conn: AsyncConnection, rows: Sequence[NewInboxRow]) -> list[int | None]:
+    """Insert rows, ignoring ones already stored; returns the new id or None per row."""
+    now = utcnow()
+    stmt = _insert_ignore(conn, inbox_t).returning(inbox_t.c.id)
+    ids: list[int | None] = []
+    for row in rows:
+        result = await conn.execute(
+            stmt,
+            {
+                "channel": row.channel,
+                "event_id": row.event_id,
+                "address": row.address,
+                "body": row.body,
+                "status": "pending",
+                "attempts": 0,
+                "received_at": now,
+            },
+        )
+        ids.append(result.scalar_one_or_none())
+    return ids
+
+
+async def inbox_pending(conn: AsyncConnection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    result = await conn.execute(
+        select(inbox_t.c.id, inbox_t.c.body, inbox_t.c.attempts, inbox_t.c.event_id)
+        .where(inbox_t.c.channel == channel, inbox_t.c.address == address, inbox_t.c.status == "pending")
+        .order_by(inbox_t.c.id)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def inbox_finish(conn: AsyncConnection, inbox_id: int, status: str, error: str | None = None) -> None:
+    await conn.execute(
+        update(inbox_t)
+        .where(inbox_t.c.id == inbox_id)
+        .values(status=status, error=error, processed_at=utcnow(), attempts=inbox_t.c.attempts + 1)
+    )
+
+
+async def inbox_stale_keys(conn: AsyncConnection, older_than: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+    """Conversations with inbox rows still pending (a crash, or a lost wake-up)."""
+    result = await conn.execute(
+        select(inbox_t.c.channel, inbox_t.c.address)
+        .where(inbox_t.c.status == "pending", inbox_t.c.received_at <= older_than)
+        .group_by(inbox_t.c.channel, inbox_t.c.address)
+        .limit(limit)
+    )
+    return [(r.channel, r.address) for r in result]
+
+
+# --- customers, identities, conversations ----------------------------------
+
+
+@dataclass(slots=True)
+class Loaded:
+    customer: CustomerSnapshot
+    state: ConversationState
+    conversation_id: int
+    identity_id: int
+    blocked: bool
+
+
+async def load_conversation(conn: AsyncConnection, channel: str, address: str) -> Loaded | None:
+    row = (
+        await conn.execute(
+            select(
+                conversation_t,
+                customer_t.c.first_name,
+                customer_t.c.locale.label("customer_locale"),
+                identity_t.c.id.label("identity_id"),
+                identity_t.c.blocked_at,
+            )
+            .join(customer_t, customer_t.c.id == conversation_t.c.customer_id)
+            .join(identity_t, and_(identity_t.c.channel == conversation_t.c.channel, identity_t.c.address == conversation_t.c.address))
+            .where(conversation_t.c.channel == channel, conversation_t.c.address == address)
+        )
+    ).first()
+    if row is None:
+        return None
+    consents = await current_consents(conn, row.customer_id)
+    return Loaded(
+        customer=CustomerSnapshot(
+            id=row.customer_id,
+            first_name=row.first_name,
+            locale=row.customer_locale,
+            channel=channel,
+            consents=tuple(consents),
+        ),
+        state=ConversationState(
+            dialog=row.dialog,
+            step=row.step,
+            slots=dict(row.slots or {}),
+            locale=row.locale,
+            mode=row.mode,
+            offered=list(row.offered or []),
+            misses=row.misses,
+            version=row.version,
+        ),
+        conversation_id=row.id,
+        identity_id=row.identity_id,
+        blocked=row.blocked_at is not None,
+    )
+
+
+async def current_consents(conn: AsyncConnection, customer_id: int) -> list[ConsentState]:
+    """The newest consent row per (purpose, channel) of one customer."""
+    newest = (
+        select(func.max(consent_t.c.id))
+        .where(consent_t.c.customer_id == customer_id)
+        .group_by(consent_t.c.purpose, consent_t.c.channel)
+    )
+    result = await conn.execute(select(consent_t).where(consent_t.c.id.in_(newest)).order_by(consent_t.c.id))
+    return [
+        ConsentState(
+            purpose=r.purpose,
+            channel=r.channel,
+            granted=bool(r.granted),
+            updated_at=as_utc(r.created_at),  # type: ignore[arg-type]
+            wording_version=r.wording_version,
+        )
+        for r in result
+    ]
+
+
+async def create_identity(
+    conn: AsyncConnection, channel: str, address: str, first_name: str | None, language_code: str | None
+) -> None:
+    """Create customer, channel identity and conversation for a first contact (idempotent)."""
+    exists = await conn.execute(
+        select(identity_t.c.id).where(identity_t.c.channel == channel, identity_t.c.address == address)
+    )
+    if exists.first() is not None:
+        return
+    now = utcnow()
+    customer_id = (
+        await conn.execute(
+            insert(customer_t).values(first_name=first_name, created_at=now, updated_at=now).returning(customer_t.c.id)
+        )
+    ).scalar_one()
+    await conn.execute(
+        insert(identity_t).values(
+            customer_id=customer_id,
+            channel=channel,
+            address=address,
+            display_name=first_name,
+            language_code=language_code,
+            created_at=now,
+        )
+    )
+    await conn.execute(
+        insert(conversation_t).values(
+            channel=channel,
+            address=address,
+            customer_id=customer_id,
+            slots={},
+            offered=[],
+            mode="bot",
+            misses=0,
+            version=0,
+            updated_at=now,
+        )
+    )
+
+
+class VersionConflict(Exception):
+    """The conversation changed under us (a lease expired); the event is retried."""
+
+
+async def save_turn(
+    conn: AsyncConnection,
+    *,
+    loaded: Loaded,
+    channel: str,
+    address: str,
+    new_state: ConversationState,
+    effects: Sequence[Any],
+    inbound_at: datetime | None,
+) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "dialog": new_state.dialog,
+        "step": new_state.step,
+        "slots": new_state.slots,
+        "offered": new_state.offered,
+        "locale": new_state.locale,
+        "mode": new_state.mode,
+        "misses": new_state.misses,
+        "version": loaded.state.version + 1,
+        "updated_at": now,
+    }
+    if inbound_at is not None:
+        values["last_inbound_at"] = inbound_at
+    result = await conn.execute(
+        update(conversation_t)
+        .where(conversation_t.c.id == loaded.conversation_id, conversation_t.c.version == loaded.state.version)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise VersionConflict(f"{channel}:{address}")
+    identity_values: dict[str, Any] = {}
+    if inbound_at is not None:
+        identity_values["last_inbound_at"] = inbound_at
+    for effect in effects:
+        if isinstance(effect, ConsentChange):
+            await conn.execute(
+                insert(consent_t).values(
+                    customer_id=loaded.customer.id,
+                    purpose=effect.purpose,
+                    channel=effect.channel,
+                    granted=effect.granted,
+                    source=effect.source,
+                    wording_version=effect.wording_version,
+                    created_at=now,
+                )
+            )
+        elif isinstance(effect, SetCustomer):
+            changes = {k: v for k, v in (("locale", effect.locale), ("first_name", effect.first_name)) if v is not None}
+            if changes:
+                await conn.execute(
+                    update(customer_t).where(customer_t.c.id == loaded.customer.id).values(updated_at=now, **changes)
+                )
+        elif isinstance(effect, SetIdentity):
+            if effect.blocked is not None:
+                identity_values["blocked_at"] = now if effect.blocked else None
+            if effect.deep_link is not None:
+                identity_values["deep_link"] = effect.deep_link[:256]
+    if identity_values:
+        await conn.execute(update(identity_t).where(identity_t.c.id == loaded.identity_id).values(**identity_values))
+
+
+async def set_blocked(conn: AsyncConnection, channel: str, address: str, blocked: bool = True) -> None:
+    await conn.execute(
+        update(identity_t)
+        .where(identity_t.c.channel == channel, identity_t.c.address == address)
+        .values(blocked_at=utcnow() if blocked else None)
+    )
+
+
+async def is_blocked(conn: AsyncConnection, channel: str, address: str) -> bool:
+    row = (
+        await conn.execute(
+            select(identity_t.c.blocked_at).where(identity_t.c.channel == channel, identity_t.c.address == address)
+        )
+    ).first()
+    return row is not None and row.blocked_at is not None
+
+
+# --- outbox and message log ------------------------------------------------
+
+
+async def outbox_add(
+    conn: AsyncConnection,
+    *,
+    channel: str,
+    address: str,
+    customer_id: int | None,
+    messages: Sequence[Outbound],
+    inbox_id: int | None,
+    status: str = "pending",
+    priority: int = 0,
+) -> list[int]:
+    now = utcnow()
+    ids = []
+    for message in messages:
+        result = await conn.execute(
+            insert(outbox_t)
+            .values(
+                channel=channel,
+                address=address,
+                customer_id=customer_id,
+                payload=message.to_dict(),
+                status=status,
+                priority=priority,
+                attempts=0,
+                parts_sent=0,
+                inbox_id=inbox_id,
+                created_at=now,
+                sent_at=now if status == "sent" else None,
+            )
+            .returning(outbox_t.c.id)
+        )
+        ids.append(result.scalar_one())
+    return ids
+
+
+async def outbox_pending(conn: AsyncConnection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    result = await conn.execute(
+        select(
+            outbox_t.c.id,
+            outbox_t.c.payload,
+            outbox_t.c.attempts,
+            outbox_t.c.parts_sent,
+            outbox_t.c.next_attempt_at,
+            outbox_t.c.customer_id,
+        )
+        .where(outbox_t.c.channel == channel, outbox_t.c.address == address, outbox_t.c.status == "pending")
+        .order_by(outbox_t.c.id)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def outbox_update(conn: AsyncConnection, outbox_id: int, **values: Any) -> None:
+    await conn.execute(update(outbox_t).where(outbox_t.c.id == outbox_id).values(**values))
+
+
+async def outbox_block_pending(conn: AsyncConnection, channel: str, address: str) -> None:
+    """Nothing more goes to a recipient who blocked us."""
+    await conn.execute(
+        update(outbox_t)
+        .where(outbox_t.c.channel == channel, outbox_t.c.address == address, outbox_t.c.status == "pending")
+        .values(status="blocked", last_error="recipient blocked")
+    )
+
+
+async def outbox_due_keys(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+    """Conversations with pending messages that are due (retries, or a lost wake-up)."""
+    result = await conn.execute(
+        select(outbox_t.c.channel, outbox_t.c.address)
+        .where(
+            outbox_t.c.status == "pending",
+            (outbox_t.c.next_attempt_at.is_(None)) | (outbox_t.c.next_attempt_at <= now),
+        )
+        .group_by(outbox_t.c.channel, outbox_t.c.address)
+        .limit(limit)
+    )
+    return [(r.channel, r.address) for r in result]
+
+
+async def outbox_receipt(conn: AsyncConnection, channel: str, platform_message_id: str, status: str) -> None:
+    """Record a delivery receipt; statuses only move forward (read beats delivered)."""
+    order = {"sent": 0, "delivered": 1, "read": 2, "failed": 3}
+    row = (
+        await conn.execute(
+            select(outbox_t.c.id, outbox_t.c.delivery_status).where(
+                outbox_t.c.channel == channel, outbox_t.c.platform_message_id == platform_message_id
+            )
+        )
+    ).first()
+    if row is None:
+        return
+    if order.get(status, -1) > order.get(row.delivery_status or "sent", 0) or row.delivery_status is None:
+        await conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(delivery_status=status))
+
+
+async def log_message(
+    conn: AsyncConnection,
+    *,
+    direction: str,
+    channel: str,
+    address: str,
+    customer_id: int | None,
+    kind: str,
+    text: str,
+    platform_message_id: str | None = None,
+) -> None:
+    await conn.execute(
+        insert(log_t).values(
+            direction=direction,
+            channel=channel,
+            address=address,
+            customer_id=customer_id,
+            kind=kind,
+            text=text[:4000],
+            platform_message_id=platform_message_id,
+            created_at=utcnow(),
+        )
+    )
+
+
+# --- shop API reads ----------------------------------------------------------
+
+
+async def lookup_customer(conn: AsyncConnection, channel: str, address: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(customer_t.c.id, customer_t.c.first_name, customer_t.c.locale, identity_t.c.blocked_at)
+            .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
+            .where(identity_t.c.channel == channel, identity_t.c.address == address)
+        )
+    ).first()
+    if row is None:
+        return None
+    consents = await current_consents(conn, row.id)
+    return {
+        "id": row.id,
+        "name": row.first_name,
+        "locale": row.locale,
+        "channel": channel,
+        "address": address,
+        "blocked": row.blocked_at is not None,
+        "consents": [
+            {
+                "purpose": c.purpose,
+                "channel": c.channel,
+                "granted": c.granted,
+                "updated_at": c.updated_at.isoformat(),
+                "wording_version": c.wording_version,
+            }
+            for c in consents
+        ],
+    }

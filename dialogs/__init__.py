@@ -1,0 +1,17 @@
+"""The conversations, listed explicitly: no discovery by module or function name.
+
+Add a dialog by writing its module and appending it to ``DIALOGS``.
+"""
+
+from __future__ import annotations
+
+from bot.dialog import Dialog, Registry
+from dialogs.common import HELP, LANGUAGE, MENU
+from dialogs.privacy import PRIVACY, STOP
+from dialogs.signup import SIGNUP
+
+DIALOGS: tuple[Dialog, ...] = (SIGNUP, MENU, HELP, LANGUAGE, PRIVACY, STOP)
+
+
+def build_registry() -> Registry:
+    return Registry(DIALOGS)

@@ -1,0 +1,204 @@
+"""The pipeline with real SQLite and real backends: ordering, concurrency, crash recovery, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from bot.app import migrate
+from bot.db import Database
+from bot.events import Inbound, Kind
+from bot.messages import Outbound, SendResult
+from bot.pipeline import Pipeline
+from bot.state.factory import create_backend
+from bot.turn import TurnInput, TurnResult
+from integrations.console import ConsoleAdapter
+
+
+class RecordingEngine:
+    """Echoes every text and records the order and overlap of turns."""
+
+    def __init__(self, delay: float = 0.0, replies: int = 1) -> None:
+        self.replies = replies
+        self.seen: dict[str, list[str]] = {}
+        self.active = 0
+        self.max_active = 0
+        self.delay = delay
+
+    async def handle(self, inp: TurnInput) -> TurnResult:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                await asyncio.sleep(random.uniform(0, self.delay))
+            self.seen.setdefault(inp.event.address, []).append(inp.event.text)
+            return TurnResult(state=inp.state, messages=[Outbound(text=f"echo {inp.event.text}")] * self.replies)
+        finally:
+            self.active -= 1
+
+
+class FlakyConsole(ConsoleAdapter):
+    """A console that fails the first sends with a platform-style answer."""
+
+    def __init__(self, results: list[SendResult]) -> None:
+        super().__init__(write=self.lines_append)
+        self.lines: list[str] = []
+        self.results = results
+
+    def lines_append(self, line: str) -> None:
+        self.lines.append(line)
+
+    async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
+        if self.results:
+            return self.results.pop(0)
+        return await super().send(address, out, start_part=start_part)
+
+
+def event(address: str, text_: str) -> Inbound:
+    return Inbound(channel="console", address=address, event_id=uuid.uuid4().hex, kind=Kind.TEXT, text=text_)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def parts(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tp.db'}"
+    await migrate(url)
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    if redis_url:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(redis_url)
+        await client.flushdb()
+        await client.aclose()
+    made: list[Any] = []
+
+    async def pipeline(engine: Any, adapter: ConsoleAdapter | None = None, workers: bool = True) -> Pipeline:
+        db = Database(url)
+        await db.start()
+        backend = await create_backend(redis_url)
+        p = Pipeline(db=db, backend=backend, adapters={"console": adapter or ConsoleAdapter(write=lambda _l: None)}, engine=engine)
+        made.append(p)
+        if workers:
+            await p.recover()
+            p.start_workers()
+        return p
+
+    yield {"pipeline": pipeline, "url": url, "backend": request.param}
+    for p in made:
+        await p.stop()
+        await p.db.close()
+        await p.backend.close()
+
+
+async def wait_idle(p: Pipeline, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        async def count(conn: Any) -> int:
+            a = (await conn.execute(text("SELECT count(*) FROM inbox WHERE status='pending'"))).scalar_one()
+            b = (await conn.execute(text("SELECT count(*) FROM outbox WHERE status='pending'"))).scalar_one()
+            return a + b
+
+        if await p.db.read(count) == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not idle")
+
+
+async def test_one_conversation_in_order_while_conversations_run_concurrently(parts: dict[str, Any]) -> None:
+    engine = RecordingEngine(delay=0.005)
+    consumers = [await parts["pipeline"](engine)]
+    if parts["backend"] == "redis":
+        consumers.append(await parts["pipeline"](engine))  # a second process sharing DB and Redis
+    producer = consumers[0]
+    conversations = [f"c{i}" for i in range(8)]
+    sent: dict[str, list[str]] = {c: [] for c in conversations}
+
+    async def burst(address: str) -> None:
+        console = producer.adapters["console"]
+        for n in range(25):
+            message = f"{address}-{n}"
+            sent[address].append(message)
+            await producer.accept("console", [console.item(event(address, message))])  # type: ignore[attr-defined]
+
+    await asyncio.gather(*(burst(c) for c in conversations))
+    await wait_idle(producer)
+    for address in conversations:
+        assert engine.seen[address] == sent[address]
+    assert engine.max_active > 1  # different conversations overlapped
+    replies = await producer.db.read(
+        lambda conn: conn.execute(text("SELECT address, payload FROM outbox WHERE status='sent' ORDER BY id"))
+    )
+    assert len(list(replies)) == 8 * 25
+
+
+async def test_events_stored_before_a_crash_are_processed_once_after_restart(parts: dict[str, Any]) -> None:
+    first_engine = RecordingEngine()
+    crashed = await parts["pipeline"](first_engine, workers=False)  # acked, never processed
+    console = crashed.adapters["console"]
+    for n in range(5):
+        await crashed.accept("console", [console.item(event("alice", f"m{n}"))])  # type: ignore[attr-defined]
+    assert first_engine.seen == {}
+    await crashed.stop()
+
+    lines: list[str] = []
+    engine = RecordingEngine()
+    restarted = await parts["pipeline"](engine, ConsoleAdapter(write=lines.append))
+    await wait_idle(restarted)
+    assert engine.seen["alice"] == [f"m{n}" for n in range(5)]
+    assert lines == [f"echo m{n}" for n in range(5)]
+    # a further restart sends nothing again
+    again_lines: list[str] = []
+    again = await parts["pipeline"](RecordingEngine(), ConsoleAdapter(write=again_lines.append))
+    await wait_idle(again)
+    await asyncio.sleep(0.1)
+    assert again_lines == []
+
+
+async def test_retry_after_is_honoured_and_order_is_kept(parts: dict[str, Any]) -> None:
+    adapter = FlakyConsole([SendResult("retry", retry_after=0.3, error="429"), SendResult("retry", error="502")])
+    p = await parts["pipeline"](RecordingEngine(), adapter)
+    console = p.adapters["console"]
+    started = asyncio.get_running_loop().time()
+    for n in range(3):
+        await p.accept("console", [console.item(event("bob", f"m{n}"))])  # type: ignore[attr-defined]
+    await wait_idle(p)
+    assert adapter.lines == ["echo m0", "echo m1", "echo m2"]
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT attempts, status FROM outbox ORDER BY id"))))
+    assert [r.status for r in rows] == ["sent", "sent", "sent"]
+    assert rows[0].attempts == 3
+
+
+async def test_blocked_recipient_gets_nothing_more_until_they_write_again(parts: dict[str, Any]) -> None:
+    adapter = FlakyConsole([SendResult("blocked", error="Forbidden: bot was blocked by the user")])
+    engine = RecordingEngine(replies=3)
+    p = await parts["pipeline"](engine, adapter)
+    console = p.adapters["console"]
+    await p.accept("console", [console.item(event("carol", "one"))])  # type: ignore[attr-defined]
+    await wait_idle(p)
+    assert adapter.lines == []  # the first reply found the block; the two behind it were not sent
+    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT status FROM outbox ORDER BY id"))))
+    assert [r.status for r in rows] == ["blocked", "blocked", "blocked"]
+    identity = list(await p.db.read(lambda conn: conn.execute(text("SELECT blocked_at FROM channel_identity"))))
+    assert identity[0].blocked_at is not None
+    # writing to the bot again proves the customer can be reached
+    await p.accept("console", [console.item(event("carol", "two"))])  # type: ignore[attr-defined]
+    await wait_idle(p)
+    assert adapter.lines == ["echo two", "echo two", "echo two"]
+
+
+async def test_permanent_failure_is_not_retried(parts: dict[str, Any]) -> None:
+    adapter = FlakyConsole([SendResult("failed", error="400 Bad Request")])
+    p = await parts["pipeline"](RecordingEngine(), adapter)
+    console = p.adapters["console"]
+    await p.accept("console", [console.item(event("dave", "one"))])  # type: ignore[attr-defined]
+    await p.accept("console", [console.item(event("dave", "two"))])  # type: ignore[attr-defined]
+    await wait_idle(p)
+    assert adapter.lines == ["echo two"]
+    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT status, last_error FROM outbox ORDER BY id"))))
+    assert [r.status for r in rows] == ["failed", "sent"]
