@@ -1,0 +1,627 @@
+"""The dialog engine: one turn in, messages, a new state and effects out.
+
+A dialog is a ``begin`` function plus named steps. ``begin`` runs when the
+dialog starts (by a command, a trigger or another dialog) and returns its
+first transition. A step *prompts* (says things, asks a question with
+buttons) and *handles* the answer: ``on_choice`` gets the id of the offered
+button the customer picked, ``on_input`` (optional) anything else. Handlers
+return a transition instead of mutating the conversation, as in
+python-telegram-bot: ``stay()``, ``go(step)``, ``end()``, ``switch(dialog)``.
+
+Why the engine, not the steps, resolves answers: the buttons of the last
+question are stored in ``state.offered``, so a press, a ``#n`` token (an
+adapter's stand-in for a too-long id), a typed label in the customer's
+language, a yes/no synonym or a typed number all resolve to the same id on
+every platform. Global commands (start, menu, help, stop, privacy, language)
+work at every step; the ones that interrupt keep the interrupted dialog on a
+small stack in ``state.slots`` and resume it (re-asking its question) when
+they end.
+
+The engine is pure: no database, no network, no platform names. Every
+customer-facing text is a message id looked up in ``locales/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from bot.config import ShopConfig
+from bot.events import Inbound, Kind
+from bot.i18n import FALLBACK_LOCALE, I18n
+from bot.messages import Button, Outbound
+from bot.turn import (
+    ConsentChange,
+    ConversationState,
+    CustomerSnapshot,
+    Effect,
+    SetIdentity,
+    TurnInput,
+    TurnResult,
+)
+
+log = logging.getLogger(__name__)
+
+YES = "yes"
+NO = "no"
+COMMANDS = ("start", "menu", "help", "stop", "privacy", "language")
+STACK_KEY = "_stack"  # in state.slots: interrupted [dialog, step] pairs, innermost last
+MAX_STACK = 4  # deeper interruptions drop the oldest; nobody nests menus that far on purpose
+MAX_TRANSITIONS = 16  # guards against two dialogs switching to each other forever
+APOSTROPHES = frozenset("'\u2019\u02bc`\u00b4")  # dropped, so "let's" matches "lets"
+CHOICE_KINDS = (Kind.TEXT, Kind.BUTTON)
+UNUSABLE_KINDS = (Kind.MEDIA, Kind.LOCATION, Kind.CONTACT)
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A button a step offers: its id, and a label (message id, or an already localised text).
+
+    ``means`` ("yes"/"no") lets the catalog's yes/no synonyms pick this button,
+    so typing "ja" answers a "Continue" button as well as a "Yes" button.
+    """
+
+    id: str
+    msgid: str | None = None
+    label: str | None = None
+    means: str | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+
+def button(id: str, msgid: str, *, means: str | None = None, **params: Any) -> Choice:
+    """A button whose label is the message ``msgid`` in the customer's language."""
+    return Choice(id=id, msgid=msgid, means=means, params=tuple(params.items()))
+
+
+def literal_button(id: str, label: str) -> Choice:
+    """A button whose label is already final, e.g. a language in its own name ("Deutsch")."""
+    return Choice(id=id, label=label)
+
+
+def yes_no() -> list[Choice]:
+    return [button(YES, "buttons.yes", means=YES), button(NO, "buttons.no", means=NO)]
+
+
+# --------------------------------------------------------------------------- transitions
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    action: str  # stay | go | end | switch
+    target: str | None = None
+    slots: tuple[tuple[str, Any], ...] = ()
+    resume: bool = True
+
+
+def stay() -> Transition:
+    """Remain at the current step without asking again (the handler already replied)."""
+    return Transition("stay")
+
+
+def go(step: str) -> Transition:
+    """Enter ``step`` of the current dialog (also the same step again) and prompt it."""
+    return Transition("go", step)
+
+
+def end(*, resume: bool = True) -> Transition:
+    """Finish the dialog; resume the interrupted one (its question is asked again) unless told not to."""
+    return Transition("end", resume=resume)
+
+
+def switch(dialog: str, **slots: Any) -> Transition:
+    """Replace the current dialog by ``dialog`` (started with ``slots``); interrupted ones stay."""
+    return Transition("switch", dialog, tuple(slots.items()))
+
+
+# --------------------------------------------------------------------------- dialogs
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    prompt: Callable[[Context], None]
+    on_choice: Callable[[Context, str], Transition]
+    # Anything that is not one of the offered choices; return None to count it as a miss.
+    on_input: Callable[[Context], Transition | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dialog:
+    name: str
+    begin: Callable[[Context], Transition]
+    steps: Mapping[str, Step] = field(default_factory=dict)
+    commands: tuple[str, ...] = ()  # global commands that start it
+    # True: starting it drops every interrupted dialog (/start, stop) instead of keeping them.
+    resets: bool = False
+
+
+class Registry:
+    """The dialogs, listed explicitly (``dialogs/__init__.py``); no discovery by name."""
+
+    def __init__(self, dialogs: Iterable[Dialog]) -> None:
+        self._dialogs: dict[str, Dialog] = {}
+        self._commands: dict[str, Dialog] = {}
+        for dialog in dialogs:
+            if dialog.name in self._dialogs or dialog.name.startswith("_"):
+                raise ValueError(f"bad or duplicate dialog name {dialog.name!r}")
+            self._dialogs[dialog.name] = dialog
+            for command in dialog.commands:
+                if command not in COMMANDS or command in self._commands:
+                    raise ValueError(f"bad or duplicate command {command!r}")
+                self._commands[command] = dialog
+        missing = [c for c in COMMANDS if c not in self._commands]
+        if missing:
+            raise ValueError(f"no dialog handles the commands {missing}")
+
+    def get(self, name: str) -> Dialog:
+        return self._dialogs[name]
+
+    def for_command(self, command: str) -> Dialog:
+        return self._commands[command]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._dialogs)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def normalise(text: str) -> str:
+    """Casefold, strip accents, apostrophes, emoji, punctuation and surrounding spaces.
+
+    "¡Sí!" → "si", "Let's start" → "lets start", "STOP_PROMOS" → "stop promos".
+    A text made only of symbols keeps them ("?", "👍"; skin tones dropped), so
+    such words can still be listed in a catalog.
+    """
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    kept: list[str] = []
+    for ch in folded:
+        category = unicodedata.category(ch)
+        if category[0] in "LN":
+            kept.append(ch)
+        elif ch in APOSTROPHES or category == "Mn":
+            continue
+        else:
+            kept.append(" ")
+    result = " ".join("".join(kept).split())
+    if result:
+        return result
+    return "".join(
+        ch for ch in folded if not ch.isspace() and unicodedata.category(ch) not in ("Sk", "Mn", "Me", "Cf")
+    )
+
+
+def resolve_choice(
+    event: Inbound, offered: list[dict[str, str]], synonyms: Mapping[str, frozenset[str]]
+) -> str | None:
+    """The id of the offered button that ``event`` picks, or None.
+
+    ``synonyms`` maps "yes"/"no" to normalised words that pick the button
+    offered with that meaning.
+    """
+    if not offered:
+        return None
+    ids = [o["id"] for o in offered]
+    if event.kind is Kind.BUTTON:
+        return _by_token(event.payload or "", ids)
+    if event.kind is not Kind.TEXT:
+        return None
+    raw = event.text.strip()
+    picked = _by_token(raw, ids)
+    if picked:
+        return picked
+    typed = normalise(raw)
+    if not typed:
+        return None
+    if typed.isascii() and typed.isdigit():
+        index = int(typed)
+        return ids[index - 1] if 1 <= index <= len(ids) else None
+    for option in offered:
+        if normalise(option.get("label", "")) == typed:
+            return option["id"]
+    for option in offered:
+        means = option.get("means")
+        if means and typed in synonyms.get(means, frozenset()):
+            return option["id"]
+    return None
+
+
+def _by_token(token: str, ids: list[str]) -> str | None:
+    if token in ids:
+        return token
+    if token.startswith("#") and token[1:].isascii() and token[1:].isdigit():
+        index = int(token[1:])
+        if 1 <= index <= len(ids):
+            return ids[index - 1]
+    return None
+
+
+# --------------------------------------------------------------------------- context
+
+
+class Context:
+    """What a dialog sees during one turn; it collects messages and effects.
+
+    Dialogs never build ``Outbound`` or touch the state directly: they say,
+    ask, emit effects and return transitions.
+    """
+
+    def __init__(
+        self, engine: DialogEngine, turn: TurnInput, state: ConversationState, locale: str
+    ) -> None:
+        self._engine = engine
+        self.event: Inbound = turn.event
+        self.customer: CustomerSnapshot = turn.customer
+        self.config: ShopConfig = engine.config
+        self.i18n: I18n = engine.i18n
+        self.state = state
+        self.locale = locale
+        self.messages: list[Outbound] = []
+        self.effects: list[Effect] = []
+
+    # -- identity
+    @property
+    def first_name(self) -> str | None:
+        return self.customer.first_name or self.event.first_name or None
+
+    @property
+    def slots(self) -> dict[str, Any]:
+        """The running dialog's own slots (dropped when it ends)."""
+        if self.state.dialog is None:
+            return {}
+        return self.state.slots.setdefault(self.state.dialog, {})
+
+    # -- text
+    def t(self, msgid: str, **params: Any) -> str:
+        return self.i18n.text(self.locale, msgid, **params)
+
+    def tn(self, msgid: str, msgid_plural: str, n: int, **params: Any) -> str:
+        return self.i18n.plural(self.locale, msgid, msgid_plural, n, **params)
+
+    def command_word(self, command: str) -> str:
+        """The word that runs ``command`` in the customer's language ("hilfe"), for help texts."""
+        words = self.i18n.words(self.locale, f"commands.{command}")
+        return words[0] if words else command
+
+    # -- output
+    def say(self, msgid: str, **params: Any) -> None:
+        self.say_text(self.t(msgid, **params))
+
+    def say_text(self, text: str) -> None:
+        """Send text already built from catalog messages."""
+        self.messages.append(Outbound(text=text, transactional=True))
+
+    def ask(self, msgid: str, buttons: Iterable[Choice], **params: Any) -> None:
+        self.ask_text(self.t(msgid, **params), buttons)
+
+    def ask_text(self, text: str, buttons: Iterable[Choice]) -> None:
+        """Ask with buttons; they become the offered choices the next answer resolves against."""
+        offered: list[dict[str, str]] = []
+        for choice in buttons:
+            label = choice.label if choice.label is not None else self.t(choice.msgid or "", **dict(choice.params))
+            entry = {"id": choice.id, "label": label}
+            if choice.means:
+                entry["means"] = choice.means
+            offered.append(entry)
+        self.state.offered = offered
+        self.messages.append(
+            Outbound(
+                text=text,
+                buttons=tuple(Button(o["id"], o["label"]) for o in offered),
+                list_label=self.t("buttons.choose") if offered else None,
+                transactional=True,
+            )
+        )
+
+    def emit(self, effect: Effect) -> None:
+        self.effects.append(effect)
+
+    # -- locale and consents (as they stand after this turn's effects)
+    def set_locale(self, locale: str) -> None:
+        """Speak ``locale`` from the next text on; the dialog emits ``SetCustomer`` itself."""
+        self.locale = locale
+        self.state.locale = locale
+
+    def consent(self, purpose: str) -> tuple[bool, str] | None:
+        """(granted, wording version) of ``purpose`` on this channel, or None if never answered."""
+        channel = self.customer.channel
+        for effect in reversed(self.effects):
+            if isinstance(effect, ConsentChange) and effect.purpose == purpose and effect.channel == channel:
+                return effect.granted, effect.wording_version
+        recorded = self.customer.consent(purpose, channel)
+        return (recorded.granted, recorded.wording_version) if recorded else None
+
+    def granted(self, purpose: str) -> bool:
+        current = self.consent(purpose)
+        return bool(current and current[0])
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class DialogEngine:
+    """Runs one conversation turn; see the module docstring for the rules.
+
+    ``registry`` defaults to the dialogs listed in ``dialogs/__init__.py``.
+    """
+
+    def __init__(self, config: ShopConfig, i18n: I18n, registry: Registry | None = None) -> None:
+        if registry is None:
+            from dialogs import build_registry  # dialogs import this module; import late
+
+            registry = build_registry()
+        self.config = config
+        self.i18n = i18n
+        self.registry = registry
+        languages = self._languages()
+        self._command_words = self._word_table(languages)
+        self._synonyms = {
+            locale: {
+                meaning: frozenset(
+                    normalise(w)
+                    for lang in {locale, FALLBACK_LOCALE}
+                    for w in i18n.words(lang, f"words.{meaning}")
+                )
+                for meaning in (YES, NO)
+            }
+            for locale in set(languages) | set(i18n.locales)
+        }
+
+    def _languages(self) -> list[str]:
+        ordered = [FALLBACK_LOCALE, *self.config.locales]
+        return [code for i, code in enumerate(ordered) if code in self.i18n.locales and code not in ordered[:i]]
+
+    def _word_table(self, languages: list[str]) -> dict[str, str]:
+        # English first, then the shop's languages; the first language to claim a word keeps it.
+        table: dict[str, str] = {}
+        for lang in languages:
+            for command in COMMANDS:
+                for word in self.i18n.words(lang, f"commands.{command}"):
+                    table.setdefault(normalise(word), command)
+        return table
+
+    # -- entry point
+    async def handle(self, turn: TurnInput) -> TurnResult:
+        return self.run(turn)
+
+    def run(self, turn: TurnInput) -> TurnResult:
+        """The synchronous core of ``handle`` (no I/O happens in a turn)."""
+        event, customer = turn.event, turn.customer
+        state = copy.deepcopy(turn.state)
+        if event.kind in (Kind.RECEIPT, Kind.EDITED):
+            return TurnResult(state=state)
+        if state.dialog is not None and state.dialog not in self.registry.names:
+            log.warning("dialog.unknown_in_state %s", state.dialog)  # removed in an upgrade: start afresh
+            state.dialog, state.step, state.slots, state.offered, state.misses = None, None, {}, [], 0
+        if event.kind is Kind.UNSUBSCRIBED:
+            return self._unsubscribed(state, customer)
+        if event.kind is Kind.RESUBSCRIBED:
+            return TurnResult(state=state, effects=[SetIdentity(blocked=False)])
+
+        ctx = Context(self, turn, state, self.resolve_locale(turn))
+        command = self.command_of(event)
+        if state.mode == "agent":
+            return self._silent(turn, command)
+        if event.chat_type == "group":
+            return self._group(turn, command)
+
+        if event.kind is Kind.STARTED:
+            self._run_command(ctx, "start")
+            ctx.messages = _single_message(ctx.messages)  # Viber: one reply, in the HTTP response
+        elif event.kind is Kind.SUBSCRIBED:
+            if state.dialog is None:
+                self._run_command(ctx, "start")
+        else:
+            self._dispatch(ctx, command)
+
+        if state.dialog is None:
+            state.step, state.slots, state.offered, state.misses = None, {}, [], 0
+        state.locale = ctx.locale
+        return TurnResult(state=state, messages=ctx.messages, effects=ctx.effects)
+
+    # -- what the customer meant
+    def resolve_locale(self, turn: TurnInput) -> str:
+        """Customer profile, then this conversation, then the app's language, then the shop default."""
+        for code in (turn.customer.locale, turn.state.locale):
+            if code and code in self.config.locales and code in self.i18n.locales:
+                return code
+        return self.pick_locale(turn.event.language_code)
+
+    def pick_locale(self, language_code: str | None) -> str:
+        """The primary subtag when the shop speaks it ("de-AT" → "de"), else the shop's default."""
+        primary = (language_code or "").replace("_", "-").split("-")[0].lower()
+        if primary in self.config.locales and primary in self.i18n.locales:
+            return primary
+        return self.config.default_locale
+
+    def command_of(self, event: Inbound) -> str | None:
+        """The global command an event asks for, in any configured language, or None."""
+        if event.kind is Kind.COMMAND:
+            name = (event.command or "").split("@")[0].strip().lower()
+            return name if name in COMMANDS else self._command_words.get(normalise(name))
+        if event.kind is Kind.TEXT:
+            raw = event.text.strip()
+            if raw.startswith("/") and len(raw) > 1:
+                name = raw[1:].split()[0].split("@")[0].lower()
+                return name if name in COMMANDS else self._command_words.get(normalise(name))
+            return self._command_words.get(normalise(raw)) if raw else None
+        if event.kind is Kind.BUTTON:
+            # A menu button from an older message still works; offered ids win in _dispatch.
+            payload = (event.payload or "").strip()
+            if payload.lower() in COMMANDS:
+                return payload.lower()
+            return self._command_words.get(normalise(payload)) if payload else None
+        return None
+
+    # -- routing
+    def _dispatch(self, ctx: Context, command: str | None) -> None:
+        state, event = ctx.state, ctx.event
+        step = self._current_step(state)
+        choice = None
+        if step is not None and event.kind in CHOICE_KINDS:
+            choice = resolve_choice(event, state.offered, self._synonyms.get(ctx.locale, {}))
+        # Typed "stop" is always the stop command, whatever the step asked; only a press
+        # of a button the step itself offered (an unambiguous id) goes to the step.
+        if command == "stop" and not (event.kind is Kind.BUTTON and choice is not None):
+            self._run_command(ctx, "stop")
+            return
+        if ctx.customer.is_new and state.dialog is None:
+            self._run_command(ctx, "start")
+            return
+        if step is None:
+            if command:
+                self._run_command(ctx, command)
+            else:
+                ctx.say("fallback.idle")
+                self._run_command(ctx, "menu")
+            return
+        if choice is not None:
+            state.misses = 0
+            self._apply(ctx, step.on_choice(ctx, choice))
+            return
+        if command:
+            self._run_command(ctx, command)
+            return
+        if step.on_input is not None:
+            transition = step.on_input(ctx)
+            if transition is not None:
+                state.misses = 0
+                self._apply(ctx, transition)
+                return
+        if event.kind in UNUSABLE_KINDS:
+            # Not a misunderstanding of words, so it does not count towards the help hint.
+            ctx.say(_unusable_msgid(event))
+            self._prompt(ctx)
+            return
+        self._miss(ctx)
+
+    def _miss(self, ctx: Context) -> None:
+        ctx.state.misses += 1
+        if ctx.state.misses == 1:
+            ctx.say("fallback.retry")
+        else:
+            ctx.say("fallback.help_hint", help=ctx.command_word("help"), menu=ctx.command_word("menu"))
+        self._prompt(ctx)
+
+    def _run_command(self, ctx: Context, command: str) -> None:
+        dialog = self.registry.for_command(command)
+        state = ctx.state
+        if dialog.resets:
+            state.dialog, state.step, state.slots = None, None, {}
+        elif state.dialog is not None and state.dialog != dialog.name and state.step is not None:
+            stack = state.slots.setdefault(STACK_KEY, [])
+            stack.append([state.dialog, state.step])
+            del stack[:-MAX_STACK]
+        self._start(ctx, dialog, {})
+
+    def _start(self, ctx: Context, dialog: Dialog, slots: dict[str, Any], depth: int = 0) -> None:
+        state = ctx.state
+        stack = state.slots.get(STACK_KEY, [])
+        stack[:] = [entry for entry in stack if entry[0] != dialog.name]
+        state.dialog, state.step, state.offered, state.misses = dialog.name, None, [], 0
+        state.slots[dialog.name] = dict(slots)
+        self._apply(ctx, dialog.begin(ctx), depth + 1)
+
+    def _apply(self, ctx: Context, transition: Transition, depth: int = 0) -> None:
+        if depth > MAX_TRANSITIONS:
+            raise RuntimeError(f"dialog transitions loop in {ctx.state.dialog!r}")
+        state = ctx.state
+        if transition.action == "stay":
+            if state.step is None:  # a dialog that never entered a step has nothing to stay at
+                self._finish(ctx, resume=True)
+        elif transition.action == "go":
+            dialog = self.registry.get(state.dialog or "")
+            if transition.target not in dialog.steps:
+                raise KeyError(f"dialog {dialog.name!r} has no step {transition.target!r}")
+            state.step, state.offered = transition.target, []
+            self._prompt(ctx)
+        elif transition.action == "end":
+            self._finish(ctx, resume=transition.resume)
+        elif transition.action == "switch":
+            state.slots.pop(state.dialog or "", None)
+            self._start(ctx, self.registry.get(transition.target or ""), dict(transition.slots), depth)
+        else:
+            raise ValueError(f"unknown transition {transition.action!r}")
+
+    def _finish(self, ctx: Context, *, resume: bool) -> None:
+        state = ctx.state
+        state.slots.pop(state.dialog or "", None)
+        stack = state.slots.get(STACK_KEY, [])
+        if resume and stack:
+            state.dialog, state.step = stack.pop()
+            state.offered, state.misses = [], 0
+            if self._current_step(state) is not None:
+                self._prompt(ctx)
+                return
+            log.warning("dialog.resume_failed %s/%s", state.dialog, state.step)
+        state.dialog, state.step, state.slots, state.offered = None, None, {}, []
+
+    def _current_step(self, state: ConversationState) -> Step | None:
+        if state.dialog is None or state.step is None or state.dialog not in self.registry.names:
+            return None
+        return self.registry.get(state.dialog).steps.get(state.step)
+
+    def _prompt(self, ctx: Context) -> None:
+        step = self._current_step(ctx.state)
+        if step is not None:
+            step.prompt(ctx)
+
+    # -- fixed behaviour
+    def _unsubscribed(self, state: ConversationState, customer: CustomerSnapshot) -> TurnResult:
+        """Blocked bot / unsubscribed: withdraw what was granted on this channel, say nothing."""
+        effects: list[Effect] = [
+            ConsentChange(c.purpose, c.channel, False, "platform", c.wording_version)
+            for c in customer.consents
+            if c.channel == customer.channel and c.granted
+        ]
+        effects.append(SetIdentity(blocked=True))
+        # The conversation is over; a returning customer starts from a clean slate.
+        state.dialog, state.step, state.slots, state.offered, state.misses = None, None, {}, [], 0
+        return TurnResult(state=state, effects=effects)
+
+    def _silent(self, turn: TurnInput, command: str | None) -> TurnResult:
+        """A person has taken over: the bot says nothing, but a stop is still honoured."""
+        state = copy.deepcopy(turn.state)
+        if command != "stop":
+            return TurnResult(state=state)
+        scratch = Context(self, turn, ConversationState(), self.resolve_locale(turn))
+        self._run_command(scratch, "stop")
+        return TurnResult(state=state, effects=scratch.effects)
+
+    def _group(self, turn: TurnInput, command: str | None) -> TurnResult:
+        """Group chats get the help text for help/menu and nothing else (no dialogs in groups)."""
+        state = copy.deepcopy(turn.state)
+        if command not in ("help", "menu"):
+            return TurnResult(state=state)
+        scratch = Context(self, turn, ConversationState(), self.resolve_locale(turn))
+        self._run_command(scratch, "help")
+        return TurnResult(state=state, messages=scratch.messages)
+
+
+def _unusable_msgid(event: Inbound) -> str:
+    if event.kind is Kind.LOCATION:
+        return "fallback.location"
+    if event.kind is Kind.CONTACT:
+        return "fallback.contact"
+    media_type = event.media.type if event.media else ""
+    if media_type == "photo":
+        return "fallback.photo"
+    if media_type in ("document", "file"):
+        return "fallback.document"
+    return "fallback.media"
+
+
+def _single_message(messages: list[Outbound]) -> list[Outbound]:
+    """Fold a turn's messages into one, keeping the last buttons (Viber's one welcome reply)."""
+    if len(messages) <= 1:
+        return messages
+    with_buttons = [m for m in messages if m.buttons]
+    last = with_buttons[-1] if with_buttons else messages[-1]
+    text = "\n\n".join(m.text for m in messages)
+    return [Outbound(text=text, buttons=last.buttons, list_label=last.list_label, transactional=True)]

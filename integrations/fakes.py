@@ -1,0 +1,377 @@
+"""Fake Telegram, Viber and WhatsApp APIs on one local aiohttp server.
+
+Tests, the benchmark and a newcomer without platform accounts point the
+adapters here through ``TELEGRAM_API_URL``, ``VIBER_API_URL`` and
+``WHATSAPP_API_URL``. Every request is recorded; replies and errors have the
+real platforms' shapes (PLATFORMS.md), so the real client libraries parse
+them. ``fail_next`` scripts the failures a sender must survive.
+
+    fake = FakePlatforms()
+    base = await fake.start(port=0)
+    ...  TelegramAdapter(token, secret, f"{base}/telegram") ...
+    await fake.wait_for(1, "telegram")
+    await fake.stop()
+
+Run ``python -m integrations.fakes --port 8081`` to watch replies arrive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+from aiohttp import web
+
+PLATFORMS = ("telegram", "viber", "whatsapp")
+FAILURE_KINDS = ("429", "500", "blocked", "timeout")
+# The calls that deliver a message to a customer (what ``sent`` and ``wait_for`` count).
+SEND_METHODS = {"telegram": {"sendMessage", "sendLocation"}, "viber": {"send_message"}, "whatsapp": {"messages"}}
+BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Example Shop", "username": "ExampleShopBot"}
+# Telegram form fields that are plain strings; every other field is JSON-encoded by clients.
+TELEGRAM_TEXT_FIELDS = {"text", "caption", "url", "secret_token", "callback_query_id", "parse_mode", "ip_address"}
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    platform: str
+    method: str
+    json: dict[str, Any]
+    headers: dict[str, str]
+    accepted: bool = True  # False when a scripted failure answered instead
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+class FakePlatforms:
+    def __init__(self, *, on_request: Callable[[Recorded], None] | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self.timeout_delay = 15.0  # seconds a "timeout" failure stalls; longer than the adapters' 10 s
+        self._on_request = on_request
+        self._failures: dict[str, deque[str | None]] = {p: deque() for p in PLATFORMS}
+        self._scripted: dict[str, deque[tuple[str | None, int, dict[str, Any]]]] = {p: deque() for p in PLATFORMS}
+        self._sent: list[Recorded] = []
+        self._sent_count: Counter[str] = Counter()
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # --- control -------------------------------------------------------------
+
+    async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
+        """Serve on ``host:port`` (0 picks a free port); returns the base URL."""
+        app = web.Application()
+        app.router.add_route("*", "/telegram/bot{token}/{method}", self._telegram)
+        app.router.add_post("/viber/{endpoint}", self._viber)
+        app.router.add_post("/whatsapp/{version}/{phone_number_id}/{endpoint}", self._whatsapp)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_port = self._runner.addresses[0][1]
+        self.base_url = f"http://{host}:{bound_port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        self._stopping.set()  # releases handlers stalled by a "timeout" failure
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def env(self) -> dict[str, str]:
+        """The ``*_API_URL`` settings that point the adapters here."""
+        return {
+            "TELEGRAM_API_URL": f"{self.base_url}/telegram",
+            "VIBER_API_URL": f"{self.base_url}/viber",
+            "WHATSAPP_API_URL": f"{self.base_url}/whatsapp/v21.0",
+        }
+
+    def fail_next(self, platform: str, kind: str, times: int = 1, *, after: int = 0) -> None:
+        """Answer ``times`` send calls on ``platform`` with the platform's ``kind`` error.
+
+        ``after`` lets that many send calls succeed first (to fail the second
+        part of a long message, for example).
+        """
+        if platform not in PLATFORMS or kind not in FAILURE_KINDS:
+            raise ValueError(f"unknown platform {platform!r} or failure kind {kind!r}")
+        self._failures[platform].extend([None] * after + [kind] * times)
+
+    def answer_next(self, platform: str, status: int, body: dict[str, Any], *, method: str | None = None) -> None:
+        """Answer the next call of ``method`` (default: the next send call) with exactly this.
+
+        For error shapes ``fail_next`` does not name (WhatsApp 131056, Viber
+        status 5, a Telegram 400, ...).
+        """
+        if platform not in PLATFORMS:
+            raise ValueError(f"unknown platform {platform!r}")
+        self._scripted[platform].append((method, status, body))
+
+    def sent(self, platform: str | None = None) -> list[Recorded]:
+        """Accepted send calls (the messages a customer would see), in arrival order."""
+        return [r for r in self._sent if platform is None or r.platform == platform]
+
+    async def wait_for(self, n: int, platform: str | None = None, timeout: float = 5) -> list[Recorded]:
+        """Wait until at least ``n`` send calls were accepted; returns them."""
+
+        def count() -> int:
+            return self._sent_count[platform] if platform else sum(self._sent_count.values())
+
+        async with asyncio.timeout(timeout):
+            while count() < n:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.sent(platform)
+
+    # --- shared plumbing -----------------------------------------------------
+
+    def _record(self, platform: str, method: str, body: dict[str, Any], request: web.Request, accepted: bool) -> None:
+        recorded = Recorded(platform, method, body, dict(request.headers), accepted)
+        self.requests.append(recorded)
+        if accepted and method in SEND_METHODS[platform]:
+            self._sent.append(recorded)
+            self._sent_count[platform] += 1
+            self._changed.set()
+        if self._on_request is not None:
+            self._on_request(recorded)
+
+    def _scripted_answer(
+        self, platform: str, method: str, body: dict[str, Any], request: web.Request
+    ) -> web.Response | None:
+        queue = self._scripted[platform]
+        if not queue:
+            return None
+        wanted, status, answer = queue[0]
+        if wanted != method and not (wanted is None and method in SEND_METHODS[platform]):
+            return None
+        queue.popleft()
+        self._record(platform, method, body, request, accepted=False)
+        return _json(answer, status)
+
+    async def _failure(self, platform: str, method: str) -> str | None:
+        """The scripted failure for this call, after stalling if it is a timeout."""
+        queue = self._failures[platform]
+        if method not in SEND_METHODS[platform] or not queue:
+            return None
+        kind = queue.popleft()
+        if kind == "timeout":
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.timeout_delay)
+            except TimeoutError:
+                pass
+        return kind
+
+    # --- Telegram: /telegram/bot<token>/<method> ------------------------------
+
+    async def _telegram(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        body = await _telegram_params(request)
+        scripted = self._scripted_answer("telegram", method, body, request)
+        if scripted is not None:
+            return scripted
+        failure = await self._failure("telegram", method)
+        self._record("telegram", method, body, request, accepted=failure is None)
+        if failure == "429":
+            return _tg_error(429, "Too Many Requests: retry after 1", parameters={"retry_after": 1})
+        if failure == "500":
+            return _tg_error(500, "Internal Server Error")
+        if failure == "blocked":
+            return _tg_error(403, "Forbidden: bot was blocked by the user")
+        if failure == "timeout":
+            return _tg_error(504, "Gateway Timeout")
+        if method in ("sendMessage", "sendLocation"):
+            chat_id = body.get("chat_id")
+            chat = {"id": chat_id, "type": "private"} if _positive(chat_id) else {"id": chat_id, "type": "supergroup"}
+            message: dict[str, Any] = {"message_id": next(self._ids), "from": BOT_USER, "chat": chat, "date": int(time.time())}
+            if method == "sendMessage":
+                message["text"] = body.get("text", "")
+            else:
+                message["location"] = {"latitude": body.get("latitude"), "longitude": body.get("longitude")}
+            return _json({"ok": True, "result": message})
+        if method == "getMe":
+            return _json({"ok": True, "result": {**BOT_USER, "can_join_groups": True, "supports_inline_queries": False}})
+        if method in ("answerCallbackQuery", "setWebhook", "deleteWebhook"):
+            return _json({"ok": True, "result": True})
+        return _tg_error(404, "Not Found")
+
+    # --- Viber: /viber/<endpoint> ---------------------------------------------
+
+    async def _viber(self, request: web.Request) -> web.Response:
+        endpoint = request.match_info["endpoint"]
+        body = await _json_body(request)
+        scripted = self._scripted_answer("viber", endpoint, body, request)
+        if scripted is not None:
+            return scripted
+        failure = await self._failure("viber", endpoint)
+        authorized = bool(request.headers.get("X-Viber-Auth-Token"))
+        self._record("viber", endpoint, body, request, accepted=failure is None and authorized)
+        if not authorized:
+            return _json({"status": 2, "status_message": "invalidAuthToken"})
+        if failure == "429":
+            return _json({"status": 12, "status_message": "tooManyRequests"})
+        if failure == "500":
+            return web.Response(status=500, text="Internal Server Error")
+        if failure == "blocked":
+            return _json({"status": 6, "status_message": "receiverNotSubscribed"})
+        if failure == "timeout":
+            return web.Response(status=504, text="Gateway Timeout")
+        if endpoint == "send_message":
+            token = 5741311803571800000 + next(self._ids)  # above 2^53, like the real ones
+            return _json({"status": 0, "status_message": "ok", "message_token": token, "billing_status": 1})
+        if endpoint == "set_webhook":
+            return _json({"status": 0, "status_message": "ok", "event_types": body.get("event_types") or []})
+        if endpoint == "get_account_info":
+            return _json({"status": 0, "status_message": "ok", "id": "pa:fake", "name": "Example Shop", "uri": "exampleshop"})
+        return _json({"status": 3, "status_message": "badData"})
+
+    # --- WhatsApp: /whatsapp/<version>/<phone_number_id>/messages --------------
+
+    async def _whatsapp(self, request: web.Request) -> web.Response:
+        endpoint = request.match_info["endpoint"]
+        body = await _json_body(request)
+        scripted = self._scripted_answer("whatsapp", endpoint, body, request)
+        if scripted is not None:
+            return scripted
+        failure = await self._failure("whatsapp", endpoint)
+        authorization = request.headers.get("Authorization", "")
+        authorized = authorization.startswith("Bearer ") and len(authorization) > len("Bearer ")
+        self._record("whatsapp", endpoint, body, request, accepted=failure is None and authorized)
+        if not authorized:
+            return _json(_wa_error(190, "Invalid OAuth access token - Cannot parse access token"), 401)
+        if failure == "429":
+            return _json(_wa_error(130429, "Rate limit hit"), 429)
+        if failure == "500":
+            return _json(_wa_error(1, "An unknown error occurred"), 500)
+        if failure == "blocked":
+            return _json(_wa_error(131026, "Message undeliverable"), 400)
+        if failure == "timeout":
+            return web.Response(status=504, text="Gateway Timeout")
+        if endpoint != "messages":
+            return _json(_wa_error(100, "Invalid parameter"), 400)
+        to = body.get("to", "")
+        return _json(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": f"wamid.fake{next(self._ids):012d}"}],
+            }
+        )
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _telegram_params(request: web.Request) -> dict[str, Any]:
+    """Bot API parameters from a JSON body, a query string or a form (PTB sends forms)."""
+    if request.content_type == "application/json":
+        return await _json_body(request)
+    fields = dict(request.query)
+    if request.can_read_body:
+        fields.update(await request.post())
+    params: dict[str, Any] = {}
+    for key, value in fields.items():
+        if not isinstance(value, str) or key in TELEGRAM_TEXT_FIELDS:
+            params[key] = value
+            continue
+        try:
+            params[key] = orjson.loads(value)  # numbers, booleans, reply_markup, allowed_updates
+        except orjson.JSONDecodeError:
+            params[key] = value  # e.g. "@channelusername"
+    return params
+
+
+def _tg_error(code: int, description: str, **extra: Any) -> web.Response:
+    return _json({"ok": False, "error_code": code, "description": description, **extra}, code)
+
+
+def _positive(chat_id: Any) -> bool:
+    try:
+        return int(chat_id) > 0
+    except (TypeError, ValueError):
+        return True
+
+
+def _wa_error(code: int, message: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": f"(#{code}) {message}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": message},
+            "fbtrace_id": "AFakeTraceId",
+        }
+    }
+
+
+def describe(recorded: Recorded) -> str:
+    """One human line for a recorded request: platform, method, recipient, text, buttons."""
+    body = recorded.json
+    text = body.get("text")
+    if isinstance(text, dict):  # WhatsApp text message
+        text = text.get("body")
+    interactive = body.get("interactive") or {}
+    if interactive:
+        text = (interactive.get("body") or {}).get("text")
+    labels = _labels(body)
+    to = body.get("chat_id") or body.get("receiver") or body.get("to") or ""
+    line = f"{recorded.platform:<8} {recorded.method:<19} {to!s:<26} {text or ''}"
+    if labels:
+        line += "  [" + " | ".join(labels) + "]"
+    if not recorded.accepted:
+        line += "  (answered with a scripted failure)"
+    return line
+
+
+def _labels(body: dict[str, Any]) -> list[str]:
+    markup = body.get("reply_markup")
+    if isinstance(markup, dict):
+        rows = markup.get("inline_keyboard") or markup.get("keyboard") or []
+        return [b.get("text", "") for row in rows for b in row]
+    keyboard = body.get("keyboard") or {}
+    if keyboard:
+        return [b.get("Text", "") for b in keyboard.get("Buttons", [])]
+    action = (body.get("interactive") or {}).get("action") or {}
+    if "buttons" in action:
+        return [b["reply"]["title"] for b in action["buttons"]]
+    return [r["title"] for s in action.get("sections", []) for r in s.get("rows", [])]
+
+
+async def _serve(host: str, port: int) -> None:
+    fake = FakePlatforms(on_request=lambda r: print(describe(r), flush=True))
+    await fake.start(port=port, host=host)
+    print(f"fake platform APIs on {fake.base_url}; export:")
+    for name, value in fake.env().items():
+        print(f"  export {name}={value}")
+    print("(any token works; Ctrl+C stops)", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake Telegram/Viber/WhatsApp APIs that print what the bot sends.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    try:
+        asyncio.run(_serve(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

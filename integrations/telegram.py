@@ -1,0 +1,367 @@
+"""Telegram Bot API adapter: python-telegram-bot's types for parsing, its ``Bot`` for sending.
+
+Platform rules that live here (see PLATFORMS.md §1): the webhook is
+authenticated by a shared secret header (no HMAC); entity offsets are UTF-16
+code units; ``callback_data`` is at most 64 *bytes*; a text is at most 4096
+characters; a blocked bot shows up as ``my_chat_member`` -> ``kicked`` or as a
+403 on send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import warnings
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+import aiohttp
+import orjson
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    MessageEntity,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+from bot.events import Inbound, Kind, Media
+from bot.messages import Button, Outbound, SendResult
+from integrations.base import (
+    PLACEHOLDER,
+    InboxItem,
+    Limits,
+    WebhookError,
+    button_token,
+    deliver_parts,
+    numbered_choices,
+    split_text_within,
+    truncate,
+    utf16_len,
+)
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Update kinds we store; everything else (channel_post, inline_query, poll, ...
+# and kinds added by future Bot API releases) is acknowledged and dropped.
+HANDLED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+MAX_INLINE_BUTTONS = 100
+SHORT_LABEL = 16  # labels up to this many characters sit two to a row
+# 403 descriptions that mean "this chat will never accept a message again".
+BLOCKED_MARKERS = ("blocked by the user", "user is deactivated", "bot was kicked", "can't initiate conversation")
+
+
+class TelegramAdapter:
+    channel = "telegram"
+    limits = Limits(
+        max_text=4096,
+        max_buttons=MAX_INLINE_BUTTONS,
+        max_button_label=64,
+        max_list_rows=MAX_INLINE_BUTTONS,
+        max_list_label=64,
+        max_payload_bytes=64,
+    )
+
+    def __init__(self, token: str, secret: str, api_url: str, *, timeout: float = 10.0) -> None:
+        self.secret = secret
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout  # total seconds for one API call, so a stuck API cannot hang the sender
+        # PTB's default pool of one connection would serialise every send.
+        request = HTTPXRequest(
+            connection_pool_size=64,
+            read_timeout=timeout,
+            write_timeout=timeout,
+            connect_timeout=timeout,
+            pool_timeout=timeout,
+        )
+        # Webhooks only, so getUpdates never long-polls: one client serves both slots.
+        self.bot = Bot(token, base_url=f"{self.api_url}/bot", request=request, get_updates_request=request)
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """Open PTB's HTTP client and call ``getMe`` (PTB's own token check)."""
+        await self.bot.initialize()
+
+    async def close(self) -> None:
+        await self.bot.shutdown()
+
+    # --- inbound -----------------------------------------------------------
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
+        if not self.secret:
+            return True  # no secret configured; the app warns at start-up
+        given = headers.get(SECRET_HEADER)
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode(), self.secret.encode())
+
+    def split(self, data: Any) -> list[InboxItem]:
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise WebhookError("telegram update without an integer update_id")
+        address = _address(data)
+        if address is None:
+            return []
+        return [InboxItem(event_id=str(data["update_id"]), address=address, body=orjson.dumps(data))]
+
+    def parse(self, body: bytes) -> Inbound | None:
+        data = orjson.loads(body)
+        update = Update.de_json(data, self.bot)
+        base = {"channel": self.channel, "event_id": str(update.update_id)}
+        if update.message is not None:
+            return self._parse_message(update.message, base, edited=False)
+        if update.edited_message is not None:
+            return self._parse_message(update.edited_message, base, edited=True)
+        if update.callback_query is not None:
+            query = update.callback_query
+            if query.data is None:
+                return None  # a game button; we never send those
+            chat = query.message.chat if query.message is not None else None
+            user = query.from_user
+            return Inbound(
+                **base,
+                address=str(chat.id if chat is not None else user.id),
+                kind=Kind.BUTTON,
+                payload=query.data,
+                reply_token=query.id,
+                first_name=user.first_name,
+                language_code=user.language_code,
+                chat_type=_chat_type(chat.type) if chat is not None else "private",
+            )
+        if update.my_chat_member is not None:
+            member = update.my_chat_member
+            if member.chat.type != "private":
+                return None
+            status = member.new_chat_member.status
+            kind = {"kicked": Kind.UNSUBSCRIBED, "member": Kind.RESUBSCRIBED}.get(status)
+            if kind is None:
+                return None
+            return Inbound(
+                **base,
+                address=str(member.chat.id),
+                kind=kind,
+                received_at=_utc(member.date),
+                first_name=member.from_user.first_name,
+                language_code=member.from_user.language_code,
+            )
+        return None
+
+    def _parse_message(self, message: Message, base: dict[str, Any], *, edited: bool) -> Inbound | None:
+        user = message.from_user
+        common: dict[str, Any] = {
+            **base,
+            "address": str(message.chat.id),
+            "received_at": _utc(message.date),
+            "first_name": user.first_name if user else None,
+            "language_code": user.language_code if user else None,
+            "chat_type": _chat_type(message.chat.type),
+        }
+        if edited:
+            return Inbound(**common, kind=Kind.EDITED, text=message.text or message.caption or "")
+        if message.text is not None:
+            command = self._command(message)
+            if command is not None:
+                name, mention, args = command
+                if mention and mention.lower() != (self._username() or mention).lower():
+                    return None  # "/help@OtherBot" in a group is for another bot
+                return Inbound(
+                    **common,
+                    kind=Kind.COMMAND,
+                    command=name,
+                    text=args,
+                    context=(args or None) if name == "start" else None,
+                )
+            return Inbound(**common, kind=Kind.TEXT, text=message.text)
+        if message.location is not None:
+            location = (float(message.location.latitude), float(message.location.longitude))
+            return Inbound(**common, kind=Kind.LOCATION, location=location)
+        if message.contact is not None:
+            return Inbound(**common, kind=Kind.CONTACT, contact_phone=message.contact.phone_number)
+        media = _media(message)
+        if media is not None:
+            return Inbound(**common, kind=Kind.MEDIA, media=media, text=message.caption or "")
+        return None
+
+    def _command(self, message: Message) -> tuple[str, str, str] | None:
+        """(command, @mention, arguments) when the text starts with a ``bot_command`` entity."""
+        entity = next((e for e in message.entities if e.offset == 0), None)
+        if entity is None or entity.type != MessageEntity.BOT_COMMAND:
+            return None
+        raw = message.parse_entity(entity)  # PTB slices in UTF-16 units
+        name, _, mention = raw[1:].partition("@")
+        units = message.text.encode("utf-16-le")
+        args = units[2 * (entity.offset + entity.length) :].decode("utf-16-le").strip()
+        return name.lower(), mention, args
+
+    def _username(self) -> str | None:
+        try:
+            return self.bot.username  # known after initialize()
+        except RuntimeError:
+            return None
+
+    # --- outbound ----------------------------------------------------------
+
+    def render(self, address: str, out: Outbound) -> list[dict[str, Any]]:
+        markup: dict[str, Any] | None = None
+        text = out.text
+        if out.request_location:
+            # One reply keyboard per message: the location button wins and any
+            # choices become numbered text, which the core resolves the same way.
+            text = numbered_choices(out)
+            button = KeyboardButton(out.location_label or "📍", request_location=True)
+            markup = ReplyKeyboardMarkup([[button]], one_time_keyboard=True, resize_keyboard=True).to_dict()
+        elif len(out.buttons) > MAX_INLINE_BUTTONS:
+            text = numbered_choices(out)
+        elif out.buttons:
+            markup = InlineKeyboardMarkup(_inline_rows(out)).to_dict()
+        chunks = split_text_within(text or PLACEHOLDER, self.limits.max_text, utf16_len, self.limits.max_text)
+        chat_id = _chat_id(address)
+        parts: list[dict[str, Any]] = [{"method": "sendMessage", "chat_id": chat_id, "text": c} for c in chunks]
+        if markup is not None:
+            parts[-1]["reply_markup"] = markup
+        return parts
+
+    async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
+        return await deliver_parts(self.render(address, out), start_part, self._post)
+
+    async def _post(self, part: dict[str, Any]) -> SendResult:
+        params = {k: v for k, v in part.items() if k != "method"}
+        call = {"sendMessage": self.bot.send_message, "sendLocation": self.bot.send_location}[part["method"]]
+        try:
+            async with asyncio.timeout(self.timeout):
+                message = await call(**params)
+        except RetryAfter as exc:
+            return SendResult("retry", retry_after=_retry_after_seconds(exc), error=exc.message)
+        except Forbidden as exc:
+            blocked = any(marker in exc.message.lower() for marker in BLOCKED_MARKERS)
+            return SendResult("blocked" if blocked else "failed", error=exc.message)
+        except ChatMigrated as exc:
+            return SendResult("failed", error=f"chat migrated to {exc.new_chat_id}")
+        except BadRequest as exc:
+            return SendResult("failed", error=exc.message)
+        except (TimedOut, NetworkError, TimeoutError) as exc:  # PTB maps 5xx to NetworkError
+            return SendResult("retry", error=str(exc) or "timeout")
+        except TelegramError as exc:
+            return SendResult("retry", error=exc.message)
+        return SendResult("sent", platform_message_id=str(message.message_id))
+
+    async def acknowledge(self, event: Inbound) -> None:
+        """Stop the spinner on a pressed inline button; failures only cost cosmetics."""
+        if event.kind is not Kind.BUTTON or not event.reply_token:
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.bot.answer_callback_query(event.reply_token)
+        except (TelegramError, TimeoutError) as exc:
+            log.warning("telegram.answer_callback_failed", extra={"error": str(exc)})
+
+    def webhook_reply(self, out: Outbound) -> dict[str, Any] | None:
+        return None
+
+    async def register_webhook(self, url: str) -> str:
+        await self.bot.set_webhook(
+            url=url,
+            secret_token=self.secret or None,
+            allowed_updates=HANDLED_UPDATES,
+            max_connections=40,
+        )
+        secret = "with secret token" if self.secret else "WITHOUT a secret token (set TELEGRAM_WEBHOOK_SECRET)"
+        return f"telegram: webhook set to {url} {secret}"
+
+
+def _address(data: dict[str, Any]) -> str | None:
+    """The chat to answer for a raw update, ``None`` for kinds we do not store."""
+    try:
+        for key in ("message", "edited_message"):
+            if key in data:
+                return str(data[key]["chat"]["id"])
+        if "callback_query" in data:
+            query = data["callback_query"]
+            chat = (query.get("message") or {}).get("chat")
+            return str(chat["id"] if chat else query["from"]["id"])
+        if "my_chat_member" in data:
+            chat = data["my_chat_member"]["chat"]
+            return str(chat["id"]) if chat.get("type") == "private" else None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise WebhookError(f"telegram update of unexpected shape: {exc!r}") from exc
+    return None
+
+
+def _inline_rows(out: Outbound) -> list[list[InlineKeyboardButton]]:
+    """Short labels two per row, long ones (or a list) alone, in button order."""
+
+    def button(index: int, b: Button) -> InlineKeyboardButton:
+        return InlineKeyboardButton(truncate(b.label, 64), callback_data=button_token(b.id, index, 64))
+
+    rows: list[list[InlineKeyboardButton]] = []
+    pending: InlineKeyboardButton | None = None
+    for index, b in enumerate(out.buttons):
+        short = out.style != "list" and len(b.label) <= SHORT_LABEL
+        if short and pending is not None:
+            rows.append([pending, button(index, b)])
+            pending = None
+        elif short:
+            pending = button(index, b)
+        else:
+            if pending is not None:
+                rows.append([pending])
+                pending = None
+            rows.append([button(index, b)])
+    if pending is not None:
+        rows.append([pending])
+    return rows
+
+
+def _media(message: Message) -> Media | None:
+    if message.photo:
+        return Media("photo", message.photo[-1].file_id)  # the last size is the largest
+    if message.animation is not None:
+        a = message.animation
+        return Media("video", a.file_id, a.mime_type, a.file_name)
+    for kind, attr in (("document", "document"), ("video", "video"), ("audio", "audio"), ("audio", "voice")):
+        item = getattr(message, attr)
+        if item is not None:
+            return Media(kind, item.file_id, getattr(item, "mime_type", None), getattr(item, "file_name", None))
+    if message.video_note is not None:
+        return Media("video", message.video_note.file_id)
+    if message.sticker is not None:
+        return Media("sticker", message.sticker.file_id)
+    return None
+
+
+def _chat_type(chat_type: str) -> str:
+    return "group" if chat_type in ("group", "supergroup") else "private"
+
+
+def _chat_id(address: str) -> int | str:
+    return int(address) if address.lstrip("-").isdigit() else address
+
+
+def _utc(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    # PTB 22 returns int or timedelta depending on PTB_TIMEDELTA and warns about the change.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -1,0 +1,371 @@
+"""WhatsApp Cloud API adapter, over aiohttp (Meta ships no Python SDK we could use).
+
+Platform rules that live here (PLATFORMS.md §3): the body is signed with the
+app secret (``X-Hub-Signature-256: sha256=<hex>``); one webhook may batch
+several entries, changes, messages and statuses, possibly for other business
+numbers; statuses deduplicate on (wamid, status); reply buttons are at most 3
+with 20-character titles, lists at most 10 rows with 24-character titles;
+errors are branched on ``error.code``, not on the HTTP status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import aiohttp
+import orjson
+
+from bot.events import Inbound, Kind, Media, Receipt
+from bot.messages import Outbound, SendResult
+from integrations.base import (
+    PLACEHOLDER,
+    InboxItem,
+    Limits,
+    WebhookError,
+    button_token,
+    deliver_parts,
+    first_word,
+    numbered_choices,
+    slash_command,
+    split_tail,
+    split_text,
+    truncate,
+)
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+MAX_TEXT = 4096
+MAX_REPLY_BUTTONS = 3
+MAX_BUTTON_TITLE = 20
+MAX_INTERACTIVE_BODY = 1024  # reply-button and location-request bodies
+MAX_LIST_ROWS = 10
+MAX_ROW_TITLE = 24
+MAX_ROW_DESCRIPTION = 72
+MAX_ROW_ID = 200
+MAX_LIST_BUTTON = 20
+LIST_BUTTON_FALLBACK = "☰"  # no words, so no locale entry; dialogs should pass list_label
+MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+RECEIPT_STATUSES = ("sent", "delivered", "read", "failed")
+UNDELIVERABLE = 131026  # not on WhatsApp, blocked the business, ...
+WINDOW_CLOSED = 131047
+PAIR_RATE_LIMIT = 131056  # too many messages to this one user
+# Limits of the whole business number or app: slow the channel down, not one chat.
+CHANNEL_RATE_LIMITS = {130429, 131057, 4, 80007}
+STOP_PREFIX = "stop"  # template quick-reply payloads like STOP_PROMOS are opt-outs
+
+
+class WhatsAppAdapter:
+    channel = "whatsapp"
+    limits = Limits(
+        max_text=MAX_TEXT,
+        max_buttons=MAX_REPLY_BUTTONS,
+        max_button_label=MAX_BUTTON_TITLE,
+        max_list_rows=MAX_LIST_ROWS,
+        max_list_label=MAX_ROW_TITLE,
+        max_payload_bytes=MAX_ROW_ID,
+    )
+
+    def __init__(
+        self,
+        access_token: str,
+        phone_number_id: str,
+        app_secret: str,
+        verify_token: str,
+        api_url: str,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        self.access_token = access_token
+        self.phone_number_id = phone_number_id
+        self.app_secret = app_secret
+        self.verify_token = verify_token
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout  # total seconds for one API call
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def close(self) -> None:
+        self._session = None  # the session belongs to the app
+
+    # --- inbound -----------------------------------------------------------
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
+        given = headers.get(SIGNATURE_HEADER)
+        if not given or not self.app_secret or not given.startswith("sha256="):
+            return False
+        expected = hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected.encode(), given[len("sha256=") :].strip().encode())
+
+    def verify_challenge(self, query: Mapping[str, str]) -> str | None:
+        """The ``hub.challenge`` to echo for Meta's GET handshake, or ``None`` to refuse."""
+        token = query.get("hub.verify_token")
+        challenge = query.get("hub.challenge")
+        if query.get("hub.mode") != "subscribe" or token is None or challenge is None or not self.verify_token:
+            return None
+        if not hmac.compare_digest(token.encode(), self.verify_token.encode()):
+            return None
+        return challenge
+
+    def split(self, data: Any) -> list[InboxItem]:
+        if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
+            raise WebhookError("whatsapp webhook without an entry list")
+        items: list[InboxItem] = []
+        try:
+            for entry in data["entry"]:
+                for change in entry.get("changes") or []:
+                    value = change.get("value") or {}
+                    if change.get("field") != "messages":
+                        continue
+                    metadata = value.get("metadata") or {}
+                    if metadata.get("phone_number_id") != self.phone_number_id:
+                        continue  # another business number on the same app
+                    contacts = value.get("contacts") or []
+                    for message in value.get("messages") or []:
+                        contact = _contact_for(message, contacts)
+                        address = _sender(message, contact)
+                        if address is None:
+                            log.warning("whatsapp.message_without_sender", extra={"id": message.get("id")})
+                            continue
+                        body = {"metadata": metadata, "contact": contact, "message": message}
+                        items.append(InboxItem(event_id=message["id"], address=address, body=orjson.dumps(body)))
+                    for status in value.get("statuses") or []:
+                        address = status.get("recipient_id") or status.get("recipient_user_id")
+                        if address is None:
+                            continue
+                        event_id = f"{status['id']}:{status['status']}"  # the same wamid comes once per status
+                        body = {"status": status}
+                        items.append(InboxItem(event_id=event_id, address=address, body=orjson.dumps(body)))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise WebhookError(f"whatsapp webhook of unexpected shape: {exc!r}") from exc
+        return items
+
+    def parse(self, body: bytes) -> Inbound | None:
+        data = orjson.loads(body)
+        if "status" in data:
+            return self._parse_status(data["status"])
+        message, contact = data["message"], data.get("contact")
+        address = _sender(message, contact)
+        if address is None:
+            return None
+        name = ((contact or {}).get("profile") or {}).get("name")
+        base: dict[str, Any] = {
+            "channel": self.channel,
+            "event_id": message["id"],
+            "address": address,
+            "received_at": _from_seconds(message.get("timestamp")),
+            "first_name": first_word(name),
+        }
+        kind = message.get("type")
+        if kind == "text":
+            text = (message.get("text") or {}).get("body") or ""
+            command = slash_command(text)
+            if command is None:
+                return Inbound(**base, kind=Kind.TEXT, text=text)
+            name, args = command
+            context = (args or None) if name == "start" else None
+            return Inbound(**base, kind=Kind.COMMAND, command=name, text=args, context=context)
+        if kind == "interactive":
+            interactive = message.get("interactive") or {}
+            reply = interactive.get("button_reply") or interactive.get("list_reply")
+            if not reply or not reply.get("id"):
+                return None
+            return Inbound(**base, kind=Kind.BUTTON, payload=reply["id"])
+        if kind == "button":
+            payload = (message.get("button") or {}).get("payload") or ""
+            if payload.lower().startswith(STOP_PREFIX):
+                return Inbound(**base, kind=Kind.COMMAND, command="stop")
+            return Inbound(**base, kind=Kind.BUTTON, payload=payload)
+        if kind == "location":
+            location = message.get("location") or {}
+            point = (float(location["latitude"]), float(location["longitude"]))
+            return Inbound(**base, kind=Kind.LOCATION, location=point)
+        if kind in MEDIA_TYPES:
+            item = message.get(kind) or {}
+            media = Media(kind, item.get("id", ""), item.get("mime_type"), item.get("filename"))
+            return Inbound(**base, kind=Kind.MEDIA, media=media, text=item.get("caption") or "")
+        if kind == "contacts":
+            phones = [p.get("phone") for c in message.get("contacts") or [] for p in c.get("phones") or []]
+            phone = next((p for p in phones if p), None)
+            return Inbound(**base, kind=Kind.CONTACT, contact_phone=phone) if phone else None
+        return None  # reaction, system, unsupported, order, ...
+
+    def _parse_status(self, status: dict[str, Any]) -> Inbound | None:
+        if status.get("status") not in RECEIPT_STATUSES:
+            return None  # unknown statuses are ignored (PLATFORMS.md §3.3)
+        errors = status.get("errors") or [{}]
+        code = errors[0].get("code")
+        receipt = Receipt(
+            platform_message_id=status["id"],
+            status=status["status"],
+            error_code=str(code) if code is not None else None,
+            error=errors[0].get("title") or errors[0].get("message"),
+            unreachable=code == UNDELIVERABLE,
+        )
+        return Inbound(
+            channel=self.channel,
+            address=status.get("recipient_id") or status.get("recipient_user_id") or "",
+            event_id=f"{status['id']}:{status['status']}",
+            kind=Kind.RECEIPT,
+            received_at=_from_seconds(status.get("timestamp")),
+            receipt=receipt,
+        )
+
+    # --- outbound ----------------------------------------------------------
+
+    def render(self, address: str, out: Outbound) -> list[dict[str, Any]]:
+        envelope = {
+            "method": "messages",
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": address,
+        }
+
+        def plain(chunk: str) -> dict[str, Any]:
+            return {**envelope, "type": "text", "text": {"body": chunk, "preview_url": False}}
+
+        def texts(text: str) -> list[dict[str, Any]]:
+            return [plain(chunk) for chunk in split_text(text, MAX_TEXT) if chunk]
+
+        def interactive(body: str, widget: dict[str, Any]) -> dict[str, Any]:
+            return {**envelope, "type": "interactive", "interactive": {**widget, "body": {"text": body or PLACEHOLDER}}}
+
+        if out.request_location:
+            head, tail = split_tail(numbered_choices(out), MAX_INTERACTIVE_BODY)
+            widget = {"type": "location_request_message", "action": {"name": "send_location"}}
+            return texts(head) + [interactive(tail, widget)]
+        if not out.buttons:
+            return texts(out.text or PLACEHOLDER)
+        widget = _reply_buttons(out)
+        if widget is not None:
+            head, tail = split_tail(out.text, MAX_INTERACTIVE_BODY)
+            return texts(head) + [interactive(tail, widget)]
+        widget = _list(out)
+        if widget is not None:
+            chunks = split_text(out.text, MAX_TEXT)
+            return [plain(chunk) for chunk in chunks[:-1]] + [interactive(chunks[-1], widget)]
+        return texts(numbered_choices(out))
+
+    async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
+        return await deliver_parts(self.render(address, out), start_part, self._post)
+
+    async def _post(self, part: dict[str, Any]) -> SendResult:
+        if self._session is None:
+            raise RuntimeError("WhatsAppAdapter.start() was not called")
+        body = {k: v for k, v in part.items() if k != "method"}
+        try:
+            async with self._session.post(
+                f"{self.api_url}/{self.phone_number_id}/{part['method']}",
+                data=orjson.dumps(body),
+                headers={"Authorization": f"Bearer {self.access_token}", "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                raw = await response.read()
+                status, retry_header = response.status, response.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return SendResult("retry", error=f"{type(exc).__name__}: {exc}")
+        try:
+            data = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        if status == 200:
+            messages = data.get("messages") or [{}]
+            if messages[0].get("id"):
+                return SendResult("sent", platform_message_id=messages[0]["id"])
+            return SendResult("failed", error="200 without a message id")
+        error = data.get("error") or {}
+        code = error.get("code")
+        detail = f"{code}: {error.get('message') or f'HTTP {status}'}"
+        if code == UNDELIVERABLE:
+            return SendResult("blocked", error=detail)
+        if code in CHANNEL_RATE_LIMITS:
+            return SendResult("retry", retry_after=_seconds(retry_header), scope="channel", error=detail)
+        if code == PAIR_RATE_LIMIT:
+            return SendResult("retry", retry_after=_seconds(retry_header), scope="chat", error=detail)
+        if code == WINDOW_CLOSED:
+            return SendResult("failed", error=detail)  # free-form outside the 24 h window: needs a template
+        if status == 429:
+            return SendResult("retry", retry_after=_seconds(retry_header), scope="channel", error=detail)
+        if status >= 500:
+            return SendResult("retry", error=detail)
+        return SendResult("failed", error=detail)
+
+    async def acknowledge(self, event: Inbound) -> None:
+        return None
+
+    def webhook_reply(self, out: Outbound) -> dict[str, Any] | None:
+        return None
+
+    async def register_webhook(self, url: str) -> str:
+        # Meta has no API for this: the operator enters it in the App Dashboard,
+        # which then performs the GET handshake answered by verify_challenge().
+        return (
+            f"whatsapp: in Meta's App Dashboard (WhatsApp > Configuration) set the callback URL to {url} "
+            "and the verify token to the value of WHATSAPP_VERIFY_TOKEN, then subscribe the 'messages' field"
+        )
+
+
+def _reply_buttons(out: Outbound) -> dict[str, Any] | None:
+    """Reply buttons when they fit untruncated and unique, else ``None``."""
+    buttons = out.buttons
+    if out.style != "buttons" or not 1 <= len(buttons) <= MAX_REPLY_BUTTONS:
+        return None
+    if any(len(b.label) > MAX_BUTTON_TITLE or not b.label.strip() for b in buttons):
+        return None
+    ids = [button_token(b.id, i, MAX_ROW_ID) for i, b in enumerate(buttons)]
+    if len(set(ids)) < len(ids) or len({b.label for b in buttons}) < len(buttons):
+        return None
+    replies = [{"type": "reply", "reply": {"id": id_, "title": b.label}} for id_, b in zip(ids, buttons)]
+    return {"type": "button", "action": {"buttons": replies}}
+
+
+def _list(out: Outbound) -> dict[str, Any] | None:
+    """A single-section list when the rows fit with unique ids and titles, else ``None``."""
+    if len(out.buttons) > MAX_LIST_ROWS:
+        return None
+    rows: list[dict[str, Any]] = []
+    for i, b in enumerate(out.buttons):
+        row = {"id": button_token(b.id, i, MAX_ROW_ID), "title": truncate(b.label, MAX_ROW_TITLE)}
+        if row["title"] != b.label:
+            row["description"] = truncate(b.label, MAX_ROW_DESCRIPTION)
+        rows.append(row)
+    if len({r["id"] for r in rows}) < len(rows) or len({r["title"] for r in rows}) < len(rows):
+        return None  # truncation made titles collide: numbered text instead
+    label = truncate(out.list_label, MAX_LIST_BUTTON) if out.list_label else LIST_BUTTON_FALLBACK
+    return {"type": "list", "action": {"button": label, "sections": [{"rows": rows}]}}
+
+
+def _contact_for(message: dict[str, Any], contacts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ``contacts[]`` entry describing the sender of ``message``."""
+    sender, user_id = message.get("from"), message.get("from_user_id")
+    for contact in contacts:
+        if (sender and contact.get("wa_id") == sender) or (user_id and contact.get("user_id") == user_id):
+            return contact
+    return contacts[0] if len(contacts) == 1 else None
+
+
+def _sender(message: dict[str, Any], contact: dict[str, Any] | None) -> str | None:
+    """Phone-number wa_id, or the business-scoped user id when the phone is hidden (BSUID)."""
+    contact = contact or {}
+    return message.get("from") or message.get("from_user_id") or contact.get("wa_id") or contact.get("user_id")
+
+
+def _from_seconds(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(value), timezone.utc)
+    except (TypeError, ValueError):
+        return datetime.now(timezone.utc)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,213 @@
+"""A chat simulator for dialog tests: one customer, one channel, many turns.
+
+It plays the pipeline's part around the real engine: keeps the
+ConversationState between turns (bumping its version), applies the effects
+to an in-memory customer (consent log, locale, first name, identity flags)
+and builds the next CustomerSnapshot from it, exactly as the database would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import ShopConfig, load_config
+from bot.dialog import DialogEngine
+from bot.events import Inbound, Kind
+from bot.i18n import I18n
+from bot.messages import Outbound
+from bot.turn import (
+    ConsentChange,
+    ConsentState,
+    ConversationState,
+    CustomerSnapshot,
+    Effect,
+    SetCustomer,
+    SetIdentity,
+    TurnInput,
+)
+
+LOCALES_DIR = Path(__file__).resolve().parents[2] / "locales"
+_event_ids = itertools.count(1)
+
+
+class Chat:
+    def __init__(
+        self,
+        engine: DialogEngine,
+        *,
+        channel: str = "telegram",
+        address: str = "5550100201",
+        first_name: str | None = "Alice",
+        language_code: str | None = "en",
+        chat_type: str = "private",
+    ) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.address = address
+        self.platform_first_name = first_name
+        self.language_code = language_code
+        self.chat_type = chat_type
+        self.state = ConversationState()
+        # the customer as the database would hold it
+        self.locale: str | None = None
+        self.first_name: str | None = None
+        self.consent_log: list[ConsentChange] = []
+        self.blocked = False
+        self.deep_link: str | None = None
+        self.turns = 0
+        # the last turn
+        self.messages: list[Outbound] = []
+        self.effects: list[Effect] = []
+
+    # -- the customer's snapshot, rebuilt from the log like the pipeline does
+    def snapshot(self) -> CustomerSnapshot:
+        current: dict[tuple[str, str], ConsentState] = {}
+        for change in self.consent_log:
+            current[(change.purpose, change.channel)] = ConsentState(
+                change.purpose, change.channel, change.granted, datetime.now(timezone.utc), change.wording_version
+            )
+        return CustomerSnapshot(
+            id=1,
+            first_name=self.first_name,
+            locale=self.locale,
+            channel=self.channel,
+            consents=tuple(current.values()),
+            is_new=self.turns == 0,
+        )
+
+    def granted(self, purpose: str) -> bool | None:
+        consent = self.snapshot().consent(purpose)
+        return None if consent is None else consent.granted
+
+    # -- sending events
+    async def event(self, kind: Kind, **fields: Any) -> list[Outbound]:
+        fields.setdefault("first_name", self.platform_first_name)
+        fields.setdefault("language_code", self.language_code)
+        fields.setdefault("chat_type", self.chat_type)
+        inbound = Inbound(
+            channel=self.channel, address=self.address, event_id=f"e{next(_event_ids)}", kind=kind, **fields
+        )
+        result = await self.engine.handle(TurnInput(event=inbound, state=self.state, customer=self.snapshot()))
+        assert result.state is not self.state, "the engine must return a new state, not mutate its input"
+        self.turns += 1
+        # stored as JSON between turns, like every state store does
+        self.state = ConversationState(**json.loads(json.dumps(dataclasses.asdict(result.state))))
+        self.state.version += 1
+        self.messages, self.effects = result.messages, result.effects
+        for effect in result.effects:
+            self._apply(effect)
+        return result.messages
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, ConsentChange):
+            self.consent_log.append(effect)
+        elif isinstance(effect, SetCustomer):
+            self.locale = effect.locale or self.locale
+            self.first_name = effect.first_name or self.first_name
+        elif isinstance(effect, SetIdentity):
+            if effect.blocked is not None:
+                self.blocked = effect.blocked
+            if effect.deep_link is not None:
+                self.deep_link = effect.deep_link
+
+    async def send(self, text: str) -> list[Outbound]:
+        return await self.event(Kind.TEXT, text=text)
+
+    async def press(self, button_id: str) -> list[Outbound]:
+        return await self.event(Kind.BUTTON, payload=button_id)
+
+    async def command(self, name: str, args: str = "") -> list[Outbound]:
+        return await self.event(Kind.COMMAND, command=name, text=args, context=args or None)
+
+    async def press_label(self, label: str) -> list[Outbound]:
+        """Press the offered button that shows ``label`` (fails if it is not offered)."""
+        for button_id, shown in self.buttons:
+            if shown == label:
+                return await self.press(button_id)
+        raise AssertionError(f"no button {label!r} in {self.buttons}")
+
+    # -- what the customer sees
+    @property
+    def texts(self) -> list[str]:
+        return [m.text for m in self.messages]
+
+    @property
+    def text(self) -> str:
+        return "\n---\n".join(self.texts)
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """(id, label) of the last message that has buttons in the last turn."""
+        for message in reversed(self.messages):
+            if message.buttons:
+                return [(b.id, b.label) for b in message.buttons]
+        return []
+
+    @property
+    def button_ids(self) -> list[str]:
+        return [b for b, _ in self.buttons]
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, label in self.buttons]
+
+    def consent_changes(self) -> list[tuple[str, bool, str]]:
+        """(purpose, granted, source) of the last turn's consent effects."""
+        return [(e.purpose, e.granted, e.source) for e in self.effects if isinstance(e, ConsentChange)]
+
+
+@pytest.fixture(scope="session")
+def i18n() -> I18n:
+    return I18n.load(LOCALES_DIR)
+
+
+@pytest.fixture(scope="session")
+def config() -> ShopConfig:
+    return load_config(None)
+
+
+@pytest.fixture
+def engine(config: ShopConfig, i18n: I18n) -> DialogEngine:
+    return DialogEngine(config, i18n)
+
+
+@pytest.fixture
+def make_chat(engine: DialogEngine):
+    def make(**kwargs: Any) -> Chat:
+        return Chat(engine, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def t(i18n: I18n):
+    """The catalog text for a locale: ``t("de", "buttons.yes")``; tests compare against it."""
+    return i18n.text
+
+
+async def signed_up(chat: Chat, answers: tuple[str, ...] = ("yes", "no", "yes", "no")) -> Chat:
+    """Run the whole sign-up (a helper for tests that start after it).
+
+    "yes"/"no" are button presses; any other answer is typed.
+    """
+    await chat.command("start")
+    await chat.press("continue")
+    for answer in answers:
+        if answer in ("yes", "no"):
+            await chat.press(answer)
+        else:
+            await chat.send(answer)
+    assert chat.state.dialog is None, chat.text
+    return chat
+
+
+@pytest.fixture
+def signed_up_chat():
+    return signed_up
