@@ -1,38 +1,55 @@
-"""The database: async engines and a group-commit writer.
+"""The database: where the SQL in ``bot/store.py`` runs, and the group commit.
 
-SQLite (the default) allows one writer at a time, and every commit through the
-async ORM costs about a millisecond (../shared/PERFORMANCE.md). So all writes
-go through one ``Database.write`` queue: a single task takes whatever units of
-work are waiting, runs them in one transaction and commits once. Callers still
-wait for *their* commit before going on (nothing is acknowledged before it is
-durable); under load, dozens of units share one commit. If one unit fails, the
-batch is rolled back and its units are retried one by one, so only the faulty
-one fails. Reads use a separate small pool (WAL lets readers run beside the
-writer). PostgreSQL uses the same code with an ordinary pool.
+Store functions are synchronous SQLAlchemy Core functions of a connection.
+``Database.write(unit)`` runs a unit in a committed transaction and returns its
+result once it is durable; ``Database.read(query)`` runs a query.
+
+Group commit: every unit submitted while the event loop is busy joins one
+transaction, so under load dozens of units share one commit, while each
+caller still waits for *its* commit (nothing is acknowledged before it is
+durable). If a unit fails, the batch is rolled back and its units are re-run
+one by one, so only the faulty one fails.
+
+SQLite (the embedded default) runs inline on the event loop thread with the
+standard ``sqlite3`` driver, WAL and ``synchronous=NORMAL``: a statement costs
+tens of microseconds there, far less than handing each one to a driver thread
+(aiosqlite) and fighting that thread for the GIL, which measured 20 ms per
+message under load (see bench/README.md). Any other URL (PostgreSQL with
+asyncpg) runs the same functions through ``AsyncConnection.run_sync``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger("touchpoint.db")
 
 T = TypeVar("T")
-Unit = Callable[[AsyncConnection], Awaitable[Any]]
+Unit = Callable[[Connection], Any]
 
-MAX_BATCH = 200
+MAX_BATCH = 500
+
+
+def sync_sqlite_url(url: str) -> str:
+    """``sqlite+aiosqlite:///x.db`` -> ``sqlite:///x.db`` (the URL stays async in settings)."""
+    scheme, sep, rest = url.partition("://")
+    return "sqlite" + sep + rest if scheme.startswith("sqlite") else url
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver must not open transactions by itself; SQLAlchemy's begin() does.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Inline on the loop: never wait long for another process's lock (a shell on the same file).
+    cursor.execute("PRAGMA busy_timeout=2000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -41,93 +58,96 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sync_engine: Engine | None = None
+        self.async_engine: AsyncEngine | None = None
         if self.is_sqlite:
-            # One writer connection; a few readers.
-            self.write_engine = create_async_engine(url, pool_size=1, max_overflow=0)
-            self.read_engine = create_async_engine(url, pool_size=4, max_overflow=0)
-            for engine in (self.write_engine, self.read_engine):
-                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            self.sync_engine = create_engine(
+                sync_sqlite_url(url),
+                poolclass=StaticPool,  # one connection: one writer, no lock contention
+                connect_args={"check_same_thread": False},
+            )
+            event.listen(self.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.write_engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
-            self.read_engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self._queue: asyncio.Queue[tuple[Unit, asyncio.Future[Any]]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self.commits = 0  # for benchmarks and tests: how many transactions were committed
+            self.async_engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self._pending: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.commits = 0  # transactions committed (benchmarks and tests read it)
         self.units = 0
 
-    @property
-    def engine(self) -> AsyncEngine:
-        return self.write_engine
-
     async def start(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_loop(), name="db-writer")
+        """Nothing to start: kept so callers need not know the strategy."""
 
     async def close(self) -> None:
-        if self._writer is not None:
-            # Let queued units finish, then stop.
-            while not self._queue.empty():
-                await asyncio.sleep(0.01)
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
-            self._writer = None
-        await self.write_engine.dispose()
-        await self.read_engine.dispose()
+        while self._pending or (self._flushing is not None and not self._flushing.done()):
+            await asyncio.sleep(0.005)
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
 
-    async def write(self, unit: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    # --- public API ----------------------------------------------------------
+
+    async def write(self, unit: Callable[[Connection], T]) -> T:
         """Run ``unit`` inside a committed transaction; returns its result once durable."""
-        if self._writer is None:
-            await self.start()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((unit, future))
+        self._pending.append((unit, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
         return await future
 
-    async def read(self, query: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self.read_engine.connect() as conn:
-            return await query(conn)
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        if self.sync_engine is not None:
+            with self.sync_engine.connect() as conn:
+                return query(conn)
+        assert self.async_engine is not None
+        async with self.async_engine.connect() as conn:
+            return await conn.run_sync(query)
 
     async def ping(self) -> bool:
         try:
-            async with self.read_engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure
             log.exception("db.ping_failed")
             return False
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            batch = [(u, f) for u, f in batch if not f.cancelled()]
-            if not batch:
-                continue
-            try:
-                await self._run_batch(batch)
-            except Exception:  # noqa: BLE001 - isolate the failing unit
-                if len(batch) == 1:
-                    continue  # its future already carries the exception
-                for item in batch:
-                    if not item[1].done():
+    # --- group commit ----------------------------------------------------------
+
+    async def _flush(self) -> None:
+        # Let every coroutine that is ready this loop iteration add its unit first.
+        await asyncio.sleep(0)
+        async with self._lock:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                batch = [(u, f) for u, f in batch if not f.cancelled()]
+                if not batch:
+                    continue
+                try:
+                    await self._run_batch(batch)
+                except Exception:  # noqa: BLE001 - isolate the failing unit
+                    for item in batch:
+                        if item[1].done():
+                            continue
                         try:
                             await self._run_batch([item])
-                        except Exception:  # noqa: BLE001
-                            pass
+                        except Exception as exc:  # noqa: BLE001
+                            if not item[1].done():
+                                item[1].set_exception(exc)
 
     async def _run_batch(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
-        results: list[Any] = []
-        try:
-            async with self.write_engine.begin() as conn:
-                for unit, _future in batch:
-                    results.append(await unit(conn))
-        except Exception as exc:
-            if len(batch) == 1 and not batch[0][1].done():
-                batch[0][1].set_exception(exc)
-            raise
+        units = [unit for unit, _ in batch]
+
+        def run_all(conn: Connection) -> list[Any]:
+            return [unit(conn) for unit in units]
+
+        if self.sync_engine is not None:
+            with self.sync_engine.begin() as conn:
+                results = run_all(conn)
+        else:
+            assert self.async_engine is not None
+            async with self.async_engine.begin() as aconn:
+                results = await aconn.run_sync(run_all)
         self.commits += 1
         self.units += len(batch)
         for (_unit, future), result in zip(batch, results):

@@ -42,11 +42,13 @@ class ChannelIdentity(SQLModel, table=True):
     # nothing is sent to a blocked identity.
     blocked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
-    last_inbound_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class Conversation(SQLModel, table=True):
-    """The bot's state for one channel identity; ``version`` guards concurrent writers."""
+    """The bot's state for one channel identity; ``version`` guards concurrent writers.
+
+    ``last_inbound_at`` is the customer's last message (WhatsApp's 24-hour window).
+    """
 
     __table_args__ = (UniqueConstraint("channel", "address"),)
 

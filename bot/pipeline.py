@@ -170,11 +170,11 @@ class Pipeline:
         receipt = event.receipt
         assert receipt is not None
 
-        async def unit(conn: Any) -> None:
-            await store.outbox_receipt(conn, event.channel, receipt.platform_message_id, receipt.status)
+        def unit(conn: Any) -> None:
+            store.outbox_receipt(conn, event.channel, receipt.platform_message_id, receipt.status)
             if receipt.unreachable:
-                await store.set_blocked(conn, event.channel, event.address)
-            await store.inbox_finish(conn, inbox_id, "done")
+                store.set_blocked(conn, event.channel, event.address)
+            store.inbox_finish(conn, inbox_id, "done")
 
         await self.db.write(unit)
         if receipt.unreachable:
@@ -215,10 +215,10 @@ class Pipeline:
         if any(getattr(e, "blocked", None) is False for e in result.effects):
             blocked = False
 
-        async def unit(conn: Any) -> list[int]:
+        def unit(conn: Any) -> int:
             if unblock:
-                await store.set_blocked(conn, channel, address, blocked=False)
-            await store.save_turn(
+                store.set_blocked(conn, channel, address, blocked=False)
+            store.save_turn(
                 conn,
                 loaded=loaded,
                 channel=channel,
@@ -227,7 +227,7 @@ class Pipeline:
                 effects=result.effects,
                 inbound_at=inbound_at,
             )
-            await store.log_message(
+            store.log_message(
                 conn,
                 direction="in",
                 channel=channel,
@@ -237,9 +237,9 @@ class Pipeline:
                 text=event.text or (event.payload or event.command or ""),
                 platform_message_id=event.event_id,
             )
-            ids: list[int] = []
+            queued = 0
             if inline_reply:
-                await store.outbox_add(
+                store.outbox_add(
                     conn,
                     channel=channel,
                     address=address,
@@ -249,12 +249,12 @@ class Pipeline:
                     status="sent",
                 )
                 for message in inline_reply:
-                    await store.log_message(
+                    store.log_message(
                         conn, direction="out", channel=channel, address=address,
                         customer_id=loaded.customer.id, kind="text", text=message.text,
                     )
             if messages and not blocked:
-                ids = await store.outbox_add(
+                queued = store.outbox_add(
                     conn,
                     channel=channel,
                     address=address,
@@ -263,13 +263,13 @@ class Pipeline:
                     inbox_id=inbox_id,
                     priority=10,
                 )
-            await store.inbox_finish(conn, inbox_id, "done")
-            return ids
+            store.inbox_finish(conn, inbox_id, "done")
+            return queued
 
-        outbox_ids = await self.db.write(unit)
+        queued = await self.db.write(unit)
         if sink is not None:
             sink[inbox_id] = inline_reply
-        if outbox_ids:
+        if queued:
             await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
 
     # --- sending -------------------------------------------------------------
@@ -286,10 +286,12 @@ class Pipeline:
             return 0
         sent = 0
         async with self.backend.locks.hold(f"send:{conversation_key(channel, address)}", ttl=120):
-            rows = await self.db.read(lambda conn: store.outbox_pending(conn, channel, address))
+            rows, blocked = await self.db.read(
+                lambda conn: (store.outbox_pending(conn, channel, address), store.is_blocked(conn, channel, address))
+            )
             if not rows:
                 return 0
-            if await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
+            if blocked:
                 await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
                 return 0
             now = datetime.now(timezone.utc)
@@ -326,12 +328,12 @@ class Pipeline:
         if result.status == "sent":
             message_text = (row.payload or {}).get("text", "")
 
-            async def unit(conn: Any) -> None:
-                await store.outbox_update(
+            def unit(conn: Any) -> None:
+                store.outbox_update(
                     conn, row.id, status="sent", sent_at=now, attempts=row.attempts + 1,
                     parts_sent=result.parts_sent, platform_message_id=result.platform_message_id, last_error=None,
                 )
-                await store.log_message(
+                store.log_message(
                     conn, direction="out", channel=channel, address=address, customer_id=row.customer_id,
                     kind="text", text=message_text, platform_message_id=result.platform_message_id,
                 )
@@ -341,10 +343,10 @@ class Pipeline:
         if result.status == "blocked":
             log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)
 
-            async def unit_blocked(conn: Any) -> None:
-                await store.set_blocked(conn, channel, address)
-                await store.outbox_update(conn, row.id, attempts=row.attempts + 1, last_error=result.error)
-                await store.outbox_block_pending(conn, channel, address)
+            def unit_blocked(conn: Any) -> None:
+                store.set_blocked(conn, channel, address)
+                store.outbox_update(conn, row.id, attempts=row.attempts + 1, last_error=result.error)
+                store.outbox_block_pending(conn, channel, address)
 
             await self.db.write(unit_blocked)
             return False

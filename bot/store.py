@@ -1,9 +1,11 @@
 """SQL for the pipeline's hot path, with SQLAlchemy Core on the SQLModel tables.
 
-Each function takes a connection and does one job; ``Database.write`` groups
-the writing ones into shared transactions. Core rather than ORM sessions,
-because the ORM's unit-of-work bookkeeping costs several times more per
-statement (../shared/PERFORMANCE.md) and we never need identity maps here.
+Each function takes a (synchronous) connection and does one job;
+``Database.write`` groups the writing ones into shared transactions and runs
+them inline on SQLite or through ``run_sync`` on an async driver. Core rather
+than ORM sessions, because the ORM's unit-of-work bookkeeping costs several
+times more per statement (../shared/PERFORMANCE.md) and we never need
+identity maps here.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from bot.messages import Outbound
 from bot.models import (
@@ -38,6 +40,80 @@ consent_t = Consent.__table__
 log_t = MessageLog.__table__
 
 
+# Statements on the hot path are built once: SQLAlchemy memoises the cache key
+# of a statement object, so re-using it skips most of the per-call compile cost.
+B = bindparam
+
+_INBOX_PENDING = (
+    select(inbox_t.c.id, inbox_t.c.body, inbox_t.c.attempts, inbox_t.c.event_id)
+    .where(inbox_t.c.channel == B("channel"), inbox_t.c.address == B("address"), inbox_t.c.status == "pending")
+    .order_by(inbox_t.c.id)
+    .limit(B("limit"))
+)
+_INBOX_FINISH = (
+    update(inbox_t)
+    .where(inbox_t.c.id == B("_id"))
+    .values(status=B("_status"), error=B("_error"), processed_at=B("_at"), attempts=inbox_t.c.attempts + 1)
+)
+_CONVERSATION = (
+    select(
+        conversation_t,
+        customer_t.c.first_name,
+        customer_t.c.locale.label("customer_locale"),
+        identity_t.c.id.label("identity_id"),
+        identity_t.c.blocked_at,
+    )
+    .join(customer_t, customer_t.c.id == conversation_t.c.customer_id)
+    .join(identity_t, and_(identity_t.c.channel == conversation_t.c.channel, identity_t.c.address == conversation_t.c.address))
+    .where(conversation_t.c.channel == B("channel"), conversation_t.c.address == B("address"))
+)
+_CURRENT_CONSENTS = (
+    select(consent_t)
+    .where(
+        consent_t.c.id.in_(
+            select(func.max(consent_t.c.id))
+            .where(consent_t.c.customer_id == B("customer_id"))
+            .group_by(consent_t.c.purpose, consent_t.c.channel)
+        )
+    )
+    .order_by(consent_t.c.id)
+)
+_SAVE_CONVERSATION = update(conversation_t).where(
+    conversation_t.c.id == B("_id"), conversation_t.c.version == B("_version")
+)
+_IDENTITY_BY_ADDRESS = select(identity_t.c.id, identity_t.c.blocked_at).where(
+    identity_t.c.channel == B("channel"), identity_t.c.address == B("address")
+)
+_SET_BLOCKED = (
+    update(identity_t)
+    .where(identity_t.c.channel == B("_channel"), identity_t.c.address == B("_address"))
+    .values(blocked_at=B("_blocked_at"))
+)
+_INSERT_CONSENT = insert(consent_t)
+_INSERT_LOG = insert(log_t)
+_INSERT_OUTBOX = insert(outbox_t)
+_OUTBOX_PENDING = (
+    select(
+        outbox_t.c.id,
+        outbox_t.c.payload,
+        outbox_t.c.attempts,
+        outbox_t.c.parts_sent,
+        outbox_t.c.next_attempt_at,
+        outbox_t.c.customer_id,
+    )
+    .where(outbox_t.c.channel == B("channel"), outbox_t.c.address == B("address"), outbox_t.c.status == "pending")
+    .order_by(outbox_t.c.id)
+    .limit(B("limit"))
+)
+_OUTBOX_UPDATE = update(outbox_t).where(outbox_t.c.id == B("_id"))
+_OUTBOX_BLOCK_PENDING = (
+    update(outbox_t)
+    .where(outbox_t.c.channel == B("_channel"), outbox_t.c.address == B("_address"), outbox_t.c.status == "pending")
+    .values(status="blocked", last_error="recipient blocked")
+)
+_INBOX_INSERT: dict[str, Any] = {}  # per dialect: INSERT ... ON CONFLICT DO NOTHING RETURNING id
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; everything we store is UTC."""
     if value is not None and value.tzinfo is None:
@@ -45,7 +121,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
+def _insert_ignore(conn: Connection, table: Any) -> Any:
     dialect = conn.dialect.name
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
@@ -65,13 +141,15 @@ class NewInboxRow:
     body: bytes
 
 
-async def inbox_append(conn: AsyncConnection, rows: Sequence[NewInboxRow]) -> list[int | None]:
+def inbox_append(conn: Connection, rows: Sequence[NewInboxRow]) -> list[int | None]:
     """Insert rows, ignoring ones already stored; returns the new id or None per row."""
     now = utcnow()
-    stmt = _insert_ignore(conn, inbox_t).returning(inbox_t.c.id)
+    stmt = _INBOX_INSERT.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _INBOX_INSERT[conn.dialect.name] = _insert_ignore(conn, inbox_t).returning(inbox_t.c.id)
     ids: list[int | None] = []
     for row in rows:
-        result = await conn.execute(
+        result = conn.execute(
             stmt,
             {
                 "channel": row.channel,
@@ -87,27 +165,17 @@ async def inbox_append(conn: AsyncConnection, rows: Sequence[NewInboxRow]) -> li
     return ids
 
 
-async def inbox_pending(conn: AsyncConnection, channel: str, address: str, limit: int = 50) -> list[Any]:
-    result = await conn.execute(
-        select(inbox_t.c.id, inbox_t.c.body, inbox_t.c.attempts, inbox_t.c.event_id)
-        .where(inbox_t.c.channel == channel, inbox_t.c.address == address, inbox_t.c.status == "pending")
-        .order_by(inbox_t.c.id)
-        .limit(limit)
-    )
-    return list(result)
+def inbox_pending(conn: Connection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    return list(conn.execute(_INBOX_PENDING, {"channel": channel, "address": address, "limit": limit}))
 
 
-async def inbox_finish(conn: AsyncConnection, inbox_id: int, status: str, error: str | None = None) -> None:
-    await conn.execute(
-        update(inbox_t)
-        .where(inbox_t.c.id == inbox_id)
-        .values(status=status, error=error, processed_at=utcnow(), attempts=inbox_t.c.attempts + 1)
-    )
+def inbox_finish(conn: Connection, inbox_id: int, status: str, error: str | None = None) -> None:
+    conn.execute(_INBOX_FINISH, {"_id": inbox_id, "_status": status, "_error": error, "_at": utcnow()})
 
 
-async def inbox_stale_keys(conn: AsyncConnection, older_than: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+def inbox_stale_keys(conn: Connection, older_than: datetime, limit: int = 1000) -> list[tuple[str, str]]:
     """Conversations with inbox rows still pending (a crash, or a lost wake-up)."""
-    result = await conn.execute(
+    result = conn.execute(
         select(inbox_t.c.channel, inbox_t.c.address)
         .where(inbox_t.c.status == "pending", inbox_t.c.received_at <= older_than)
         .group_by(inbox_t.c.channel, inbox_t.c.address)
@@ -128,24 +196,11 @@ class Loaded:
     blocked: bool
 
 
-async def load_conversation(conn: AsyncConnection, channel: str, address: str) -> Loaded | None:
-    row = (
-        await conn.execute(
-            select(
-                conversation_t,
-                customer_t.c.first_name,
-                customer_t.c.locale.label("customer_locale"),
-                identity_t.c.id.label("identity_id"),
-                identity_t.c.blocked_at,
-            )
-            .join(customer_t, customer_t.c.id == conversation_t.c.customer_id)
-            .join(identity_t, and_(identity_t.c.channel == conversation_t.c.channel, identity_t.c.address == conversation_t.c.address))
-            .where(conversation_t.c.channel == channel, conversation_t.c.address == address)
-        )
-    ).first()
+def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | None:
+    row = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).first()
     if row is None:
         return None
-    consents = await current_consents(conn, row.customer_id)
+    consents = current_consents(conn, row.customer_id)
     return Loaded(
         customer=CustomerSnapshot(
             id=row.customer_id,
@@ -170,14 +225,9 @@ async def load_conversation(conn: AsyncConnection, channel: str, address: str) -
     )
 
 
-async def current_consents(conn: AsyncConnection, customer_id: int) -> list[ConsentState]:
+def current_consents(conn: Connection, customer_id: int) -> list[ConsentState]:
     """The newest consent row per (purpose, channel) of one customer."""
-    newest = (
-        select(func.max(consent_t.c.id))
-        .where(consent_t.c.customer_id == customer_id)
-        .group_by(consent_t.c.purpose, consent_t.c.channel)
-    )
-    result = await conn.execute(select(consent_t).where(consent_t.c.id.in_(newest)).order_by(consent_t.c.id))
+    result = conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
     return [
         ConsentState(
             purpose=r.purpose,
@@ -190,22 +240,19 @@ async def current_consents(conn: AsyncConnection, customer_id: int) -> list[Cons
     ]
 
 
-async def create_identity(
-    conn: AsyncConnection, channel: str, address: str, first_name: str | None, language_code: str | None
+def create_identity(
+    conn: Connection, channel: str, address: str, first_name: str | None, language_code: str | None
 ) -> None:
     """Create customer, channel identity and conversation for a first contact (idempotent)."""
-    exists = await conn.execute(
-        select(identity_t.c.id).where(identity_t.c.channel == channel, identity_t.c.address == address)
-    )
-    if exists.first() is not None:
+    if conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first() is not None:
         return
     now = utcnow()
     customer_id = (
-        await conn.execute(
+        conn.execute(
             insert(customer_t).values(first_name=first_name, created_at=now, updated_at=now).returning(customer_t.c.id)
         )
     ).scalar_one()
-    await conn.execute(
+    conn.execute(
         insert(identity_t).values(
             customer_id=customer_id,
             channel=channel,
@@ -215,7 +262,7 @@ async def create_identity(
             created_at=now,
         )
     )
-    await conn.execute(
+    conn.execute(
         insert(conversation_t).values(
             channel=channel,
             address=address,
@@ -234,8 +281,8 @@ class VersionConflict(Exception):
     """The conversation changed under us (a lease expired); the event is retried."""
 
 
-async def save_turn(
-    conn: AsyncConnection,
+def save_turn(
+    conn: Connection,
     *,
     loaded: Loaded,
     channel: str,
@@ -246,6 +293,8 @@ async def save_turn(
 ) -> None:
     now = utcnow()
     values: dict[str, Any] = {
+        "_id": loaded.conversation_id,
+        "_version": loaded.state.version,
         "dialog": new_state.dialog,
         "step": new_state.step,
         "slots": new_state.slots,
@@ -258,33 +307,28 @@ async def save_turn(
     }
     if inbound_at is not None:
         values["last_inbound_at"] = inbound_at
-    result = await conn.execute(
-        update(conversation_t)
-        .where(conversation_t.c.id == loaded.conversation_id, conversation_t.c.version == loaded.state.version)
-        .values(**values)
-    )
+    result = conn.execute(_SAVE_CONVERSATION, values)
     if result.rowcount != 1:
         raise VersionConflict(f"{channel}:{address}")
     identity_values: dict[str, Any] = {}
-    if inbound_at is not None:
-        identity_values["last_inbound_at"] = inbound_at
     for effect in effects:
         if isinstance(effect, ConsentChange):
-            await conn.execute(
-                insert(consent_t).values(
-                    customer_id=loaded.customer.id,
-                    purpose=effect.purpose,
-                    channel=effect.channel,
-                    granted=effect.granted,
-                    source=effect.source,
-                    wording_version=effect.wording_version,
-                    created_at=now,
-                )
+            conn.execute(
+                _INSERT_CONSENT,
+                {
+                    "customer_id": loaded.customer.id,
+                    "purpose": effect.purpose,
+                    "channel": effect.channel,
+                    "granted": effect.granted,
+                    "source": effect.source,
+                    "wording_version": effect.wording_version,
+                    "created_at": now,
+                },
             )
         elif isinstance(effect, SetCustomer):
             changes = {k: v for k, v in (("locale", effect.locale), ("first_name", effect.first_name)) if v is not None}
             if changes:
-                await conn.execute(
+                conn.execute(
                     update(customer_t).where(customer_t.c.id == loaded.customer.id).values(updated_at=now, **changes)
                 )
         elif isinstance(effect, SetIdentity):
@@ -293,31 +337,23 @@ async def save_turn(
             if effect.deep_link is not None:
                 identity_values["deep_link"] = effect.deep_link[:256]
     if identity_values:
-        await conn.execute(update(identity_t).where(identity_t.c.id == loaded.identity_id).values(**identity_values))
+        conn.execute(update(identity_t).where(identity_t.c.id == loaded.identity_id).values(**identity_values))
 
 
-async def set_blocked(conn: AsyncConnection, channel: str, address: str, blocked: bool = True) -> None:
-    await conn.execute(
-        update(identity_t)
-        .where(identity_t.c.channel == channel, identity_t.c.address == address)
-        .values(blocked_at=utcnow() if blocked else None)
-    )
+def set_blocked(conn: Connection, channel: str, address: str, blocked: bool = True) -> None:
+    conn.execute(_SET_BLOCKED, {"_channel": channel, "_address": address, "_blocked_at": utcnow() if blocked else None})
 
 
-async def is_blocked(conn: AsyncConnection, channel: str, address: str) -> bool:
-    row = (
-        await conn.execute(
-            select(identity_t.c.blocked_at).where(identity_t.c.channel == channel, identity_t.c.address == address)
-        )
-    ).first()
+def is_blocked(conn: Connection, channel: str, address: str) -> bool:
+    row = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first()
     return row is not None and row.blocked_at is not None
 
 
 # --- outbox and message log ------------------------------------------------
 
 
-async def outbox_add(
-    conn: AsyncConnection,
+def outbox_add(
+    conn: Connection,
     *,
     channel: str,
     address: str,
@@ -326,64 +362,46 @@ async def outbox_add(
     inbox_id: int | None,
     status: str = "pending",
     priority: int = 0,
-) -> list[int]:
+) -> int:
+    """Queue ``messages`` (in order); returns how many were queued."""
     now = utcnow()
-    ids = []
-    for message in messages:
-        result = await conn.execute(
-            insert(outbox_t)
-            .values(
-                channel=channel,
-                address=address,
-                customer_id=customer_id,
-                payload=message.to_dict(),
-                status=status,
-                priority=priority,
-                attempts=0,
-                parts_sent=0,
-                inbox_id=inbox_id,
-                created_at=now,
-                sent_at=now if status == "sent" else None,
-            )
-            .returning(outbox_t.c.id)
-        )
-        ids.append(result.scalar_one())
-    return ids
+    rows = [
+        {
+            "channel": channel,
+            "address": address,
+            "customer_id": customer_id,
+            "payload": message.to_dict(),
+            "status": status,
+            "priority": priority,
+            "attempts": 0,
+            "parts_sent": 0,
+            "inbox_id": inbox_id,
+            "created_at": now,
+            "sent_at": now if status == "sent" else None,
+        }
+        for message in messages
+    ]
+    if rows:
+        conn.execute(_INSERT_OUTBOX, rows)  # executemany keeps the given order of ids
+    return len(rows)
 
 
-async def outbox_pending(conn: AsyncConnection, channel: str, address: str, limit: int = 50) -> list[Any]:
-    result = await conn.execute(
-        select(
-            outbox_t.c.id,
-            outbox_t.c.payload,
-            outbox_t.c.attempts,
-            outbox_t.c.parts_sent,
-            outbox_t.c.next_attempt_at,
-            outbox_t.c.customer_id,
-        )
-        .where(outbox_t.c.channel == channel, outbox_t.c.address == address, outbox_t.c.status == "pending")
-        .order_by(outbox_t.c.id)
-        .limit(limit)
-    )
-    return list(result)
+def outbox_pending(conn: Connection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    return list(conn.execute(_OUTBOX_PENDING, {"channel": channel, "address": address, "limit": limit}))
 
 
-async def outbox_update(conn: AsyncConnection, outbox_id: int, **values: Any) -> None:
-    await conn.execute(update(outbox_t).where(outbox_t.c.id == outbox_id).values(**values))
+def outbox_update(conn: Connection, outbox_id: int, **values: Any) -> None:
+    conn.execute(_OUTBOX_UPDATE, {"_id": outbox_id, **values})
 
 
-async def outbox_block_pending(conn: AsyncConnection, channel: str, address: str) -> None:
+def outbox_block_pending(conn: Connection, channel: str, address: str) -> None:
     """Nothing more goes to a recipient who blocked us."""
-    await conn.execute(
-        update(outbox_t)
-        .where(outbox_t.c.channel == channel, outbox_t.c.address == address, outbox_t.c.status == "pending")
-        .values(status="blocked", last_error="recipient blocked")
-    )
+    conn.execute(_OUTBOX_BLOCK_PENDING, {"_channel": channel, "_address": address})
 
 
-async def outbox_due_keys(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+def outbox_due_keys(conn: Connection, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
     """Conversations with pending messages that are due (retries, or a lost wake-up)."""
-    result = await conn.execute(
+    result = conn.execute(
         select(outbox_t.c.channel, outbox_t.c.address)
         .where(
             outbox_t.c.status == "pending",
@@ -395,11 +413,11 @@ async def outbox_due_keys(conn: AsyncConnection, now: datetime, limit: int = 100
     return [(r.channel, r.address) for r in result]
 
 
-async def outbox_receipt(conn: AsyncConnection, channel: str, platform_message_id: str, status: str) -> None:
+def outbox_receipt(conn: Connection, channel: str, platform_message_id: str, status: str) -> None:
     """Record a delivery receipt; statuses only move forward (read beats delivered)."""
     order = {"sent": 0, "delivered": 1, "read": 2, "failed": 3}
     row = (
-        await conn.execute(
+        conn.execute(
             select(outbox_t.c.id, outbox_t.c.delivery_status).where(
                 outbox_t.c.channel == channel, outbox_t.c.platform_message_id == platform_message_id
             )
@@ -408,11 +426,11 @@ async def outbox_receipt(conn: AsyncConnection, channel: str, platform_message_i
     if row is None:
         return
     if order.get(status, -1) > order.get(row.delivery_status or "sent", 0) or row.delivery_status is None:
-        await conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(delivery_status=status))
+        conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(delivery_status=status))
 
 
-async def log_message(
-    conn: AsyncConnection,
+def log_message(
+    conn: Connection,
     *,
     direction: str,
     channel: str,
@@ -422,26 +440,27 @@ async def log_message(
     text: str,
     platform_message_id: str | None = None,
 ) -> None:
-    await conn.execute(
-        insert(log_t).values(
-            direction=direction,
-            channel=channel,
-            address=address,
-            customer_id=customer_id,
-            kind=kind,
-            text=text[:4000],
-            platform_message_id=platform_message_id,
-            created_at=utcnow(),
-        )
+    conn.execute(
+        _INSERT_LOG,
+        {
+            "direction": direction,
+            "channel": channel,
+            "address": address,
+            "customer_id": customer_id,
+            "kind": kind,
+            "text": text[:4000],
+            "platform_message_id": platform_message_id,
+            "created_at": utcnow(),
+        },
     )
 
 
 # --- shop API reads ----------------------------------------------------------
 
 
-async def lookup_customer(conn: AsyncConnection, channel: str, address: str) -> dict[str, Any] | None:
+def lookup_customer(conn: Connection, channel: str, address: str) -> dict[str, Any] | None:
     row = (
-        await conn.execute(
+        conn.execute(
             select(customer_t.c.id, customer_t.c.first_name, customer_t.c.locale, identity_t.c.blocked_at)
             .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
             .where(identity_t.c.channel == channel, identity_t.c.address == address)
@@ -449,7 +468,7 @@ async def lookup_customer(conn: AsyncConnection, channel: str, address: str) -> 
     ).first()
     if row is None:
         return None
-    consents = await current_consents(conn, row.id)
+    consents = current_consents(conn, row.id)
     return {
         "id": row.id,
         "name": row.first_name,

@@ -32,12 +32,12 @@ from telegram.error import (
     BadRequest,
     ChatMigrated,
     Forbidden,
+    InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
     TimedOut,
 )
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.events import Inbound, Kind, Media
@@ -54,6 +54,7 @@ from integrations.base import (
     truncate,
     utf16_len,
 )
+from integrations.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +83,29 @@ class TelegramAdapter:
         self.secret = secret
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout  # total seconds for one API call, so a stuck API cannot hang the sender
-        # PTB's default pool of one connection would serialise every send.
-        request = HTTPXRequest(
-            connection_pool_size=64,
-            read_timeout=timeout,
-            write_timeout=timeout,
-            connect_timeout=timeout,
-            pool_timeout=timeout,
-        )
+        # PTB's Bot over aiohttp: its httpx transport was the biggest CPU cost under load.
+        self._request = AiohttpRequest(timeout=timeout)
         # Webhooks only, so getUpdates never long-polls: one client serves both slots.
+        request = self._request
         self.bot = Bot(token, base_url=f"{self.api_url}/bot", request=request, get_updates_request=request)
 
     # --- lifecycle -------------------------------------------------------
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        """Open PTB's HTTP client and call ``getMe`` (PTB's own token check)."""
-        await self.bot.initialize()
+        """Open PTB's HTTP client and call ``getMe`` (PTB's own token check).
+
+        A rejected token is a configuration error and stops start-up; an
+        unreachable API must not (the webhook keeps storing updates, and the
+        outbox retries sends until Telegram answers again). PTB sends through
+        the app's shared ``session``, which ``close()`` leaves open.
+        """
+        self._request.use_session(session)
+        try:
+            await self.bot.initialize()
+        except InvalidToken:
+            raise
+        except TelegramError as exc:
+            log.warning("telegram.get_me_failed error=%r; starting anyway, sends will be retried", exc)
 
     async def close(self) -> None:
         await self.bot.shutdown()

@@ -135,12 +135,10 @@ class Touchpoint:
         db = self.app[DB]
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            async def count(conn: Any) -> int:
-                inbox = (await conn.execute(text("SELECT count(*) FROM inbox WHERE status='pending'"))).scalar_one()
-                outbox = (
-                    await conn.execute(
-                        text("SELECT count(*) FROM outbox WHERE status='pending' AND next_attempt_at IS NULL")
-                    )
+            def count(conn: Any) -> int:
+                inbox = conn.execute(text("SELECT count(*) FROM inbox WHERE status='pending'")).scalar_one()
+                outbox = conn.execute(
+                    text("SELECT count(*) FROM outbox WHERE status='pending' AND next_attempt_at IS NULL")
                 ).scalar_one()
                 return inbox + outbox
 
@@ -155,8 +153,8 @@ class Touchpoint:
     async def query(self, sql: str, **params: Any) -> list[Any]:
         from sqlalchemy import text
 
-        async def run(conn: Any) -> list[Any]:
-            return list(await conn.execute(text(sql), params))
+        def run(conn: Any) -> list[Any]:
+            return list(conn.execute(text(sql), params))
 
         return await self.app[DB].read(run)
 

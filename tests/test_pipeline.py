@@ -98,9 +98,9 @@ async def parts(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def wait_idle(p: Pipeline, timeout: float = 15.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        async def count(conn: Any) -> int:
-            a = (await conn.execute(text("SELECT count(*) FROM inbox WHERE status='pending'"))).scalar_one()
-            b = (await conn.execute(text("SELECT count(*) FROM outbox WHERE status='pending'"))).scalar_one()
+        def count(conn: Any) -> int:
+            a = conn.execute(text("SELECT count(*) FROM inbox WHERE status='pending'")).scalar_one()
+            b = conn.execute(text("SELECT count(*) FROM outbox WHERE status='pending'")).scalar_one()
             return a + b
 
         if await p.db.read(count) == 0:
@@ -131,7 +131,7 @@ async def test_one_conversation_in_order_while_conversations_run_concurrently(pa
         assert engine.seen[address] == sent[address]
     assert engine.max_active > 1  # different conversations overlapped
     replies = await producer.db.read(
-        lambda conn: conn.execute(text("SELECT address, payload FROM outbox WHERE status='sent' ORDER BY id"))
+        lambda conn: list(conn.execute(text("SELECT address, payload FROM outbox WHERE status='sent' ORDER BY id")))
     )
     assert len(list(replies)) == 8 * 25
 
@@ -169,7 +169,7 @@ async def test_retry_after_is_honoured_and_order_is_kept(parts: dict[str, Any]) 
     await wait_idle(p)
     assert adapter.lines == ["echo m0", "echo m1", "echo m2"]
     assert asyncio.get_running_loop().time() - started >= 0.3
-    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT attempts, status FROM outbox ORDER BY id"))))
+    rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT attempts, status FROM outbox ORDER BY id")))))
     assert [r.status for r in rows] == ["sent", "sent", "sent"]
     assert rows[0].attempts == 3
 
@@ -182,9 +182,9 @@ async def test_blocked_recipient_gets_nothing_more_until_they_write_again(parts:
     await p.accept("console", [console.item(event("carol", "one"))])  # type: ignore[attr-defined]
     await wait_idle(p)
     assert adapter.lines == []  # the first reply found the block; the two behind it were not sent
-    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT status FROM outbox ORDER BY id"))))
+    rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT status FROM outbox ORDER BY id")))))
     assert [r.status for r in rows] == ["blocked", "blocked", "blocked"]
-    identity = list(await p.db.read(lambda conn: conn.execute(text("SELECT blocked_at FROM channel_identity"))))
+    identity = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT blocked_at FROM channel_identity")))))
     assert identity[0].blocked_at is not None
     # writing to the bot again proves the customer can be reached
     await p.accept("console", [console.item(event("carol", "two"))])  # type: ignore[attr-defined]
@@ -200,5 +200,5 @@ async def test_permanent_failure_is_not_retried(parts: dict[str, Any]) -> None:
     await p.accept("console", [console.item(event("dave", "two"))])  # type: ignore[attr-defined]
     await wait_idle(p)
     assert adapter.lines == ["echo two"]
-    rows = list(await p.db.read(lambda conn: conn.execute(text("SELECT status, last_error FROM outbox ORDER BY id"))))
+    rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT status, last_error FROM outbox ORDER BY id")))))
     assert [r.status for r in rows] == ["failed", "sent"]

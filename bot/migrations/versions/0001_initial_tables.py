@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-03 16:21:00.484141
+Create Date: 2026-12-03
 """
 from typing import Sequence, Union
 
@@ -94,7 +94,6 @@ def upgrade() -> None:
     sa.Column('deep_link', sqlmodel.sql.sqltypes.AutoString(length=256), nullable=True),
     sa.Column('blocked_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('last_inbound_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('channel', 'address')
