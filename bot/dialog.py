@@ -310,6 +310,11 @@ class Context:
                 entry["means"] = choice.means
             offered.append(entry)
         self.state.offered = offered
+        # A question right after plain text in the same turn travels as one
+        # message: fewer sends, one notification, and Viber's single welcome
+        # reply can carry both.
+        if self.messages and not self.messages[-1].buttons and not self.messages[-1].request_location:
+            text = f"{self.messages.pop().text}\n\n{text}"
         self.messages.append(
             Outbound(
                 text=text,

@@ -183,20 +183,11 @@ class Pipeline:
     async def _run_turn(self, event: Inbound, inbox_id: int, sink: dict[int, list[Outbound]] | None) -> None:
         channel, address = event.channel, event.address
         loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
-        is_new = False
         if loaded is None:
-            await self.db.write(
+            loaded = await self.db.write(
                 lambda conn: store.create_identity(conn, channel, address, event.first_name, event.language_code)
             )
-            loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
-            assert loaded is not None
-            is_new = True
-        customer = loaded.customer
-        if is_new:
-            from dataclasses import replace
-
-            customer = replace(customer, is_new=True)
-        result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=customer))
+        result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=loaded.customer))
         messages = list(result.messages)
         inline_reply: list[Outbound] = []
         if sink is not None:
@@ -227,15 +218,13 @@ class Pipeline:
                 effects=result.effects,
                 inbound_at=inbound_at,
             )
-            store.log_message(
+            conversation = {"channel": channel, "address": address, "customer_id": loaded.customer.id}
+            heard = event.text or event.payload or event.command or ""
+            said = inline_reply if inline_reply else ([] if blocked else messages)
+            store.log_messages(
                 conn,
-                direction="in",
-                channel=channel,
-                address=address,
-                customer_id=loaded.customer.id,
-                kind=str(event.kind),
-                text=event.text or (event.payload or event.command or ""),
-                platform_message_id=event.event_id,
+                [{**conversation, "direction": "in", "kind": str(event.kind), "text": heard, "platform_message_id": event.event_id}]
+                + [{**conversation, "direction": "out", "kind": "text", "text": m.text} for m in said],
             )
             queued = 0
             if inline_reply:
@@ -248,11 +237,6 @@ class Pipeline:
                     inbox_id=inbox_id,
                     status="sent",
                 )
-                for message in inline_reply:
-                    store.log_message(
-                        conn, direction="out", channel=channel, address=address,
-                        customer_id=loaded.customer.id, kind="text", text=message.text,
-                    )
             if messages and not blocked:
                 queued = store.outbox_add(
                     conn,
@@ -326,19 +310,12 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         metrics.SENDS.labels(channel, result.status).inc()
         if result.status == "sent":
-            message_text = (row.payload or {}).get("text", "")
-
-            def unit(conn: Any) -> None:
-                store.outbox_update(
+            await self.db.write(
+                lambda conn: store.outbox_update(
                     conn, row.id, status="sent", sent_at=now, attempts=row.attempts + 1,
                     parts_sent=result.parts_sent, platform_message_id=result.platform_message_id, last_error=None,
                 )
-                store.log_message(
-                    conn, direction="out", channel=channel, address=address, customer_id=row.customer_id,
-                    kind="text", text=message_text, platform_message_id=result.platform_message_id,
-                )
-
-            await self.db.write(unit)
+            )
             return True
         if result.status == "blocked":
             log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)

@@ -89,6 +89,9 @@ _SET_BLOCKED = (
     .where(identity_t.c.channel == B("_channel"), identity_t.c.address == B("_address"))
     .values(blocked_at=B("_blocked_at"))
 )
+_INSERT_CUSTOMER = insert(customer_t).returning(customer_t.c.id)
+_INSERT_IDENTITY = insert(identity_t)
+_INSERT_CONVERSATION = insert(conversation_t)
 _INSERT_CONSENT = insert(consent_t)
 _INSERT_LOG = insert(log_t)
 _INSERT_OUTBOX = insert(outbox_t)
@@ -242,38 +245,57 @@ def current_consents(conn: Connection, customer_id: int) -> list[ConsentState]:
 
 def create_identity(
     conn: Connection, channel: str, address: str, first_name: str | None, language_code: str | None
-) -> None:
-    """Create customer, channel identity and conversation for a first contact (idempotent)."""
+) -> Loaded:
+    """Create customer, channel identity and conversation for a first contact.
+
+    Idempotent: when they already exist (a concurrent first contact), loads them.
+    """
     if conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first() is not None:
-        return
+        loaded = load_conversation(conn, channel, address)
+        assert loaded is not None
+        return loaded
     now = utcnow()
-    customer_id = (
-        conn.execute(
-            insert(customer_t).values(first_name=first_name, created_at=now, updated_at=now).returning(customer_t.c.id)
-        )
+    customer_id = conn.execute(
+        _INSERT_CUSTOMER, {"first_name": first_name, "locale": None, "created_at": now, "updated_at": now}
     ).scalar_one()
     conn.execute(
-        insert(identity_t).values(
-            customer_id=customer_id,
-            channel=channel,
-            address=address,
-            display_name=first_name,
-            language_code=language_code,
-            created_at=now,
-        )
+        _INSERT_IDENTITY,
+        {
+            "customer_id": customer_id,
+            "channel": channel,
+            "address": address,
+            "display_name": first_name,
+            "language_code": language_code,
+            "deep_link": None,
+            "blocked_at": None,
+            "created_at": now,
+        },
     )
-    conn.execute(
-        insert(conversation_t).values(
-            channel=channel,
-            address=address,
-            customer_id=customer_id,
-            slots={},
-            offered=[],
-            mode="bot",
-            misses=0,
-            version=0,
-            updated_at=now,
-        )
+    conversation_id = conn.execute(
+        _INSERT_CONVERSATION,
+        {
+            "channel": channel,
+            "address": address,
+            "customer_id": customer_id,
+            "dialog": None,
+            "step": None,
+            "slots": {},
+            "offered": [],
+            "locale": None,
+            "mode": "bot",
+            "misses": 0,
+            "version": 0,
+            "last_inbound_at": None,
+            "updated_at": now,
+        },
+    ).inserted_primary_key[0]
+    identity_id = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).scalar_one()
+    return Loaded(
+        customer=CustomerSnapshot(id=customer_id, first_name=first_name, locale=None, channel=channel, is_new=True),
+        state=ConversationState(),
+        conversation_id=conversation_id,
+        identity_id=identity_id,
+        blocked=False,
     )
 
 
@@ -427,6 +449,19 @@ def outbox_receipt(conn: Connection, channel: str, platform_message_id: str, sta
         return
     if order.get(status, -1) > order.get(row.delivery_status or "sent", 0) or row.delivery_status is None:
         conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(delivery_status=status))
+
+
+def log_messages(conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+    """Append several message-log rows at once (keys as in ``log_message``)."""
+    if entries:
+        now = utcnow()
+        conn.execute(
+            _INSERT_LOG,
+            [
+                {"platform_message_id": None, "created_at": now, **entry, "text": entry["text"][:4000]}
+                for entry in entries
+            ],
+        )
 
 
 def log_message(
