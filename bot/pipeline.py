@@ -270,12 +270,10 @@ class Pipeline:
             return 0
         sent = 0
         async with self.backend.locks.hold(f"send:{conversation_key(channel, address)}", ttl=120):
-            rows, blocked = await self.db.read(
-                lambda conn: (store.outbox_pending(conn, channel, address), store.is_blocked(conn, channel, address))
-            )
+            rows = await self.db.read(lambda conn: store.outbox_pending(conn, channel, address))
             if not rows:
                 return 0
-            if blocked:
+            if rows[0].blocked_at is not None:
                 await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
                 return 0
             now = datetime.now(timezone.utc)

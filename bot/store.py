@@ -90,13 +90,17 @@ _SET_BLOCKED = (
     .values(blocked_at=B("_blocked_at"))
 )
 _INSERT_CUSTOMER = insert(customer_t).returning(customer_t.c.id)
-_INSERT_IDENTITY = insert(identity_t)
+_INSERT_IDENTITY = insert(identity_t).returning(identity_t.c.id)
 _INSERT_CONVERSATION = insert(conversation_t)
 _INSERT_CONSENT = insert(consent_t)
 _INSERT_LOG = insert(log_t)
 _INSERT_OUTBOX = insert(outbox_t)
 _OUTBOX_PENDING = (
     select(
+        select(identity_t.c.blocked_at)
+        .where(identity_t.c.channel == B("channel"), identity_t.c.address == B("address"))
+        .scalar_subquery()
+        .label("blocked_at"),
         outbox_t.c.id,
         outbox_t.c.payload,
         outbox_t.c.attempts,
@@ -258,7 +262,7 @@ def create_identity(
     customer_id = conn.execute(
         _INSERT_CUSTOMER, {"first_name": first_name, "locale": None, "created_at": now, "updated_at": now}
     ).scalar_one()
-    conn.execute(
+    identity_id = conn.execute(
         _INSERT_IDENTITY,
         {
             "customer_id": customer_id,
@@ -270,7 +274,7 @@ def create_identity(
             "blocked_at": None,
             "created_at": now,
         },
-    )
+    ).scalar_one()
     conversation_id = conn.execute(
         _INSERT_CONVERSATION,
         {
@@ -289,7 +293,6 @@ def create_identity(
             "updated_at": now,
         },
     ).inserted_primary_key[0]
-    identity_id = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).scalar_one()
     return Loaded(
         customer=CustomerSnapshot(id=customer_id, first_name=first_name, locale=None, channel=channel, is_new=True),
         state=ConversationState(),
@@ -364,11 +367,6 @@ def save_turn(
 
 def set_blocked(conn: Connection, channel: str, address: str, blocked: bool = True) -> None:
     conn.execute(_SET_BLOCKED, {"_channel": channel, "_address": address, "_blocked_at": utcnow() if blocked else None})
-
-
-def is_blocked(conn: Connection, channel: str, address: str) -> bool:
-    row = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first()
-    return row is not None and row.blocked_at is not None
 
 
 # --- outbox and message log ------------------------------------------------
@@ -462,32 +460,6 @@ def log_messages(conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
                 for entry in entries
             ],
         )
-
-
-def log_message(
-    conn: Connection,
-    *,
-    direction: str,
-    channel: str,
-    address: str,
-    customer_id: int | None,
-    kind: str,
-    text: str,
-    platform_message_id: str | None = None,
-) -> None:
-    conn.execute(
-        _INSERT_LOG,
-        {
-            "direction": direction,
-            "channel": channel,
-            "address": address,
-            "customer_id": customer_id,
-            "kind": kind,
-            "text": text[:4000],
-            "platform_message_id": platform_message_id,
-            "created_at": utcnow(),
-        },
-    )
 
 
 # --- shop API reads ----------------------------------------------------------

@@ -192,6 +192,21 @@ def t(i18n: I18n):
     return i18n.text
 
 
+@pytest.fixture
+def joined():
+    """One message as the engine builds it from a plain text and the question asked right after it.
+
+    ``joined(t("en", "fallback.retry"), question)`` is the retry line, a blank
+    line, then the question: compare a whole message against it, so both
+    parts, their order and the separator are checked at once.
+    """
+
+    def join(*parts: str) -> str:
+        return "\n\n".join(parts)
+
+    return join
+
+
 async def signed_up(chat: Chat, answers: tuple[str, ...] = ("yes", "no", "yes", "no")) -> Chat:
     """Run the whole sign-up (a helper for tests that start after it).
 

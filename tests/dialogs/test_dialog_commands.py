@@ -77,49 +77,58 @@ async def test_privacy_toggles_a_consent_and_shows_the_list_again(make_chat, sig
     assert [chat.granted(p) for p in PURPOSES] == [False, True, True, False]
 
 
-async def test_privacy_in_the_middle_of_signup_resumes_the_question(make_chat, t):
+async def test_privacy_in_the_middle_of_signup_resumes_the_question(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
     await chat.press("yes")
     await chat.command("privacy")
-    assert "✅ Marketing messages: on" in chat.texts[0]
+    assert len(chat.texts) == 1 and "✅ Marketing messages: on" in chat.texts[0]
     await chat.press("t:marketing")
     await chat.press("done")
-    assert chat.texts[-1] == t("en", "consent.personalised.question", shop="Shop")
+    # the confirmation and the resumed question travel as one message
+    assert chat.texts == [
+        joined(t("en", "privacy.saved", privacy="privacy"), t("en", "consent.personalised.question", shop="Shop"))
+    ]
+    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
     assert chat.granted("marketing") is False
     await chat.press("yes")
-    assert chat.texts[-1] == t("en", "consent.location.question", shop="Shop")
+    assert chat.texts == [t("en", "consent.location.question", shop="Shop")]
 
 
-async def test_help_shows_command_words_and_reasks_the_current_question(make_chat, t):
+async def test_help_shows_command_words_and_reasks_the_current_question(make_chat, t, joined):
     chat = make_chat(language_code="de")
     await chat.command("start")
     await chat.press("continue")
     await chat.send("Hilfe")
-    assert "• datenschutz – ansehen und ändern" in chat.texts[0]
-    assert "• stopp –" in chat.texts[0] and "• sprache –" in chat.texts[0]
-    assert chat.texts[-1] == t("de", "consent.marketing.question", shop="Shop")
-    assert chat.labels == ["Ja", "Nein"]
+    help_text = t("de", "help.text", help="hilfe", menu="menü", privacy="datenschutz", language="sprache", stop="stopp")
+    assert "• datenschutz – ansehen und ändern" in help_text
+    assert "• stopp –" in help_text and "• sprache –" in help_text
+    assert chat.texts == [joined(help_text, t("de", "consent.marketing.question", shop="Shop"))]
+    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
 
 
-async def test_help_in_english_works_for_a_spanish_customer(make_chat, t):
+async def test_help_in_english_works_for_a_spanish_customer(make_chat, t, joined):
     chat = make_chat(language_code="es")
     await chat.command("start")
     await chat.send("help")
-    assert chat.texts[0] == t("es", "help.text", help="ayuda", menu="menú", privacy="privacidad", language="idioma", stop="parar")
-    assert chat.texts[-1] == t("es", "signup.language_check")
+    help_text = t("es", "help.text", help="ayuda", menu="menú", privacy="privacidad", language="idioma", stop="parar")
+    assert chat.texts == [joined(help_text, t("es", "signup.language_check"))]
+    assert chat.button_ids == ["continue", "language"]
+    assert chat.labels == [t("es", "signup.continue"), t("es", "signup.change_language")]
 
 
-async def test_slash_command_typed_as_text(make_chat, signed_up_chat, t):
+async def test_slash_command_typed_as_text(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat(channel="whatsapp"))
     await chat.send("/help")
-    assert chat.texts[0].startswith("Here's what I can do:")
+    assert len(chat.texts) == 1 and chat.texts[0].startswith("Here's what I can do:")
+    assert chat.buttons == []
     await chat.send("/start")
-    assert chat.texts[0].startswith("Welcome back, Alice!")
+    assert chat.texts == [joined("Welcome back, Alice!", t("en", "menu.question"))]
+    assert chat.button_ids == ["privacy", "language", "help"]
 
 
-async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(make_chat, t):
+async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
@@ -129,13 +138,16 @@ async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(
     await chat.press("language")
     assert chat.texts == [t("en", "language.question")]
     await chat.press("de")
-    assert chat.texts == [t("de", "language.changed"), t("de", "consent.marketing.question", shop="Shop")]
+    assert chat.texts == [joined(t("de", "language.changed"), t("de", "consent.marketing.question", shop="Shop"))]
+    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
 
 
-async def test_stale_menu_button_still_works_when_idle(make_chat, signed_up_chat):
+async def test_stale_menu_button_still_works_when_idle(make_chat, signed_up_chat, t):
     chat = await signed_up_chat(make_chat())
     await chat.press("help")
-    assert chat.texts[0].startswith("Here's what I can do:")
+    words = {"help": "help", "menu": "menu", "privacy": "privacy", "language": "language", "stop": "stop"}
+    assert chat.texts == [t("en", "help.text", **words)]
+    assert chat.buttons == []
     assert chat.state.dialog is None
 
 
@@ -150,11 +162,11 @@ async def test_language_command_when_idle_confirms_in_the_new_language(make_chat
     assert chat.texts[0].startswith("Esto es lo que puedo hacer:")
 
 
-async def test_unknown_text_when_idle_explains_and_shows_the_menu(make_chat, signed_up_chat, t):
+async def test_unknown_text_when_idle_explains_and_shows_the_menu(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat())
     await chat.send("where is my parcel")
-    assert chat.texts[0] == t("en", "fallback.idle")
-    assert chat.texts[-1] == t("en", "menu.question")
+    assert chat.texts == [joined(t("en", "fallback.idle"), t("en", "menu.question"))]
+    assert chat.button_ids == ["privacy", "language", "help"]
     assert chat.labels == ["Privacy settings", "Language", "Help"]
 
 
@@ -228,44 +240,51 @@ async def test_group_chat_only_answers_help(make_chat, t):
         (Kind.CONTACT, {"contact_phone": "+15550100123"}, "fallback.contact"),
     ],
 )
-async def test_media_at_a_choice_step_gets_a_helpful_answer(make_chat, t, kind, fields, msgid):
+async def test_media_at_a_choice_step_gets_a_helpful_answer(make_chat, t, joined, kind, fields, msgid):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
+    answer = joined(t("en", msgid), t("en", "consent.marketing.question", shop="Shop"))
     await chat.event(kind, **fields)
-    assert chat.texts == [t("en", msgid), t("en", "consent.marketing.question", shop="Shop")]
-    assert chat.labels == ["Yes", "No"]
+    assert chat.texts == [answer]
+    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
     await chat.event(kind, **fields)
-    assert chat.texts[0] == t("en", msgid)  # never escalates to the "still didn't get that" hint
+    assert chat.texts == [answer]  # never escalates to the "still didn't get that" hint
+    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
     assert chat.state.misses == 0
 
 
-async def test_photo_in_spanish(make_chat, t):
+async def test_photo_in_spanish(make_chat, t, joined):
     chat = make_chat(language_code="es")
     await chat.command("start")
     await chat.event(Kind.MEDIA, media=Media(type="photo", ref="x"), text="mira")
-    assert chat.texts[0] == "Aquí no puedo usar una foto; elige una de las opciones, por favor."
+    assert chat.texts == [
+        joined("Aquí no puedo usar una foto; elige una de las opciones, por favor.", t("es", "signup.language_check"))
+    ]
     assert chat.labels == ["Continuar", "Cambiar idioma"]
 
 
-async def test_unknown_slash_command_is_a_miss(make_chat, t):
+async def test_unknown_slash_command_is_a_miss(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.command("frobnicate")
-    assert chat.texts[0] == t("en", "fallback.retry")
+    assert chat.texts == [joined(t("en", "fallback.retry"), t("en", "signup.language_check"))]
+    assert chat.labels == ["Continue", "Change language"]
     assert chat.state.misses == 1
 
 
-async def test_interrupted_dialogs_nest_and_unwind(make_chat, t):
+async def test_interrupted_dialogs_nest_and_unwind(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
     await chat.send("language")  # signup -> language
     await chat.send("privacy")  # language -> privacy
     await chat.press("done")  # back to the language question
-    assert chat.texts[-1] == t("en", "language.question")
+    assert chat.texts == [joined(t("en", "privacy.saved", privacy="privacy"), t("en", "language.question"))]
+    assert chat.buttons == [("en", "English"), ("de", "Deutsch"), ("es", "Español")]
     await chat.press("es")  # back to the consent question, in Spanish
-    assert chat.texts[-1] == t("es", "consent.marketing.question", shop="Shop")
+    assert chat.texts == [joined(t("es", "language.changed"), t("es", "consent.marketing.question", shop="Shop"))]
+    assert chat.buttons == [("yes", "Sí"), ("no", "No")]
     assert chat.state.dialog == "signup"
 
 

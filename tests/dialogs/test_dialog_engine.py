@@ -21,6 +21,7 @@ from bot.dialog import (
     yes_no,
 )
 from bot.events import Inbound, Kind, Media
+from bot.messages import Button, Outbound
 from bot.turn import ConsentChange, ConsentState, ConversationState, CustomerSnapshot, TurnInput
 from dialogs import DIALOGS
 from dialogs.signup import SIGNUP
@@ -168,9 +169,13 @@ async def test_free_input_steps_get_text_and_media_but_commands_still_win(config
     result = await engine.handle(turn(Kind.TEXT, state, text="my parcel is late"))
     result = await engine.handle(turn(Kind.MEDIA, result.state, media=Media("photo", "f1"), text="see"))
     assert received == [("my parcel is late", None), ("see", "photo")]
-    assert result.state.step == "write" and result.messages[0].text.startswith("Here's what I may send you")
+    assert result.state.step == "write"
+    assert [m.text for m in result.messages] == [i18n.text("en", "privacy.title")]
     result = await engine.handle(turn(Kind.TEXT, result.state, text="help"))
-    assert result.messages[0].text.startswith("Here's what I can do:")
+    # the resumed step only says its prompt (no question), so nothing is merged
+    words = {"help": "help", "menu": "menu", "privacy": "privacy", "language": "language", "stop": "stop"}
+    help_text = i18n.text("en", "help.text", **words)
+    assert [m.text for m in result.messages] == [help_text, i18n.text("en", "menu.question")]
     assert received[-1][0] == "see"  # the command never reached the step
     assert result.state.step == "write"  # and the step was resumed
 
@@ -204,5 +209,84 @@ async def test_a_stored_state_of_a_removed_dialog_falls_back_gracefully(config, 
     engine = DialogEngine(config, i18n)
     state = ConversationState(dialog="retired", step="old", offered=[{"id": "x", "label": "X"}])
     result = await engine.handle(turn(Kind.TEXT, state, text="hello"))
-    assert result.messages[0].text == i18n.text("en", "fallback.idle")
+    merged = i18n.text("en", "fallback.idle") + "\n\n" + i18n.text("en", "menu.question")
+    assert [m.text for m in result.messages] == [merged]
+    assert [b.id for b in result.messages[0].buttons] == ["privacy", "language", "help"]
     assert result.state.dialog == "menu"
+
+
+# --------------------------------------------------------------------------- merging text into a question
+
+# What a test dialog does in one turn, by name: plain texts, questions (with the
+# buttons the customer should see), and a location request.
+SAID = {"say": "fallback.retry", "say2": "privacy.title"}
+ASKED = {
+    "ask": ("signup.language_check", yes_no(), (Button("yes", "Yes"), Button("no", "No"))),
+    "ask2": (
+        "language.question",
+        [literal_button("de", "Deutsch"), literal_button("es", "Español")],
+        (Button("de", "Deutsch"), Button("es", "Español")),
+    ),
+}
+
+
+def _location_request(t) -> Outbound:
+    """No buttons, yet no plain text either; no Context helper builds one yet, so the test appends it."""
+    return Outbound(text=t("consent.location.name"), request_location=True, location_label=t("buttons.done"))
+
+
+class Expected:
+    """The messages the engine should build for the actions above, from the English catalog."""
+
+    def __init__(self, i18n) -> None:
+        self.t = lambda msgid: i18n.text("en", msgid)
+
+    def plain(self, said: str) -> Outbound:
+        return Outbound(text=self.t(SAID[said]), transactional=True)
+
+    def question(self, asked: str, *, after: str | None = None) -> Outbound:
+        msgid, _, buttons = ASKED[asked]
+        text = self.t(msgid) if after is None else f"{self.t(SAID[after])}\n\n{self.t(msgid)}"
+        return Outbound(text=text, buttons=buttons, list_label=self.t("buttons.choose"), transactional=True)
+
+    def location_request(self) -> Outbound:
+        return _location_request(self.t)
+
+
+@pytest.mark.parametrize(
+    ("actions", "expected"),
+    [
+        pytest.param(["say", "ask"], lambda e: [e.question("ask", after="say")], id="say+ask=one"),
+        pytest.param(["ask", "ask2"], lambda e: [e.question("ask"), e.question("ask2")], id="ask+ask=two"),
+        pytest.param(["say", "say2"], lambda e: [e.plain("say"), e.plain("say2")], id="say+say=two"),
+        pytest.param(["ask", "say"], lambda e: [e.question("ask"), e.plain("say")], id="ask+say=two"),
+        pytest.param(
+            ["say2", "say", "ask"],
+            lambda e: [e.plain("say2"), e.question("ask", after="say")],
+            id="only-the-last-say-joins",
+        ),
+        pytest.param(
+            ["locate", "ask"], lambda e: [e.location_request(), e.question("ask")], id="location-request+ask=two"
+        ),
+        pytest.param(
+            ["locate", "say", "ask"],
+            lambda e: [e.location_request(), e.question("ask", after="say")],
+            id="location-request+say+ask=two",
+        ),
+    ],
+)
+async def test_plain_text_joins_the_question_asked_right_after_it(config, i18n, actions, expected):
+    def begin(ctx: Context):
+        for action in actions:
+            if action in SAID:
+                ctx.say(SAID[action])
+            elif action in ASKED:
+                msgid, choices, _ = ASKED[action]
+                ctx.ask(msgid, choices)
+            else:
+                ctx.messages.append(_location_request(ctx.t))
+        return end()
+
+    engine = DialogEngine(config, i18n, registry_with(Dialog(name="script", commands=("start",), begin=begin)))
+    result = await engine.handle(turn(Kind.COMMAND, command="start"))
+    assert result.messages == expected(Expected(i18n))

@@ -14,23 +14,25 @@ def consent_question(t, locale: str, purpose: str) -> str:
     return t(locale, f"consent.{purpose}.question", shop="Shop")
 
 
-async def test_whole_signup_by_button_presses(make_chat, t):
+async def test_whole_signup_by_button_presses(make_chat, t, joined):
     chat = make_chat(first_name="Alice", language_code="en")
     await chat.command("start")
-    assert chat.texts[0] == "Hi Alice! 👋 Welcome to Shop."
-    assert "I'll write to you in English" in chat.texts[1]
-    assert chat.labels == ["Continue", "Change language"]
+    # greeting and language check are one message, with the language check's buttons
+    assert chat.texts == [joined("Hi Alice! 👋 Welcome to Shop.", t("en", "signup.language_check"))]
+    assert "I'll write to you in English" in chat.texts[0]
+    assert chat.buttons == [("continue", "Continue"), ("language", "Change language")]
     assert SetCustomer(locale="en", first_name="Alice") in chat.effects
 
     await chat.press("continue")
     answers = {"marketing": "yes", "personalised": "no", "location": "yes", "surveys": "no"}
     for purpose in PURPOSES:
-        assert chat.texts[-1] == consent_question(t, "en", purpose)
+        assert chat.texts == [consent_question(t, "en", purpose)]
         assert chat.buttons == [("yes", "Yes"), ("no", "No")]
         await chat.press(answers[purpose])
         granted = answers[purpose] == "yes"
         assert chat.effects[0] == ConsentChange(purpose, "telegram", granted, "signup", "1")
 
+    assert len(chat.messages) == 1 and chat.buttons == []
     summary = chat.text
     assert "All set!" in summary
     assert "✅ Marketing messages: on" in summary
@@ -50,13 +52,14 @@ async def test_whole_signup_by_button_presses(make_chat, t):
         ("en", "yeah", "nope", "en", "✅ Marketing messages: on"),
     ],
 )
-async def test_whole_signup_by_typed_answers(make_chat, t, language_code, yes, no, expect_locale, summary_on):
+async def test_whole_signup_by_typed_answers(make_chat, t, joined, language_code, yes, no, expect_locale, summary_on):
     chat = make_chat(language_code=language_code)
     await chat.send("hi")  # the first message of a new identity starts the sign-up
-    assert chat.texts[-1] == t(expect_locale, "signup.language_check")
+    hello = t(expect_locale, "signup.hello_name", name="Alice", shop="Shop")
+    assert chat.texts == [joined(hello, t(expect_locale, "signup.language_check"))]
     await chat.send(t(expect_locale, "signup.continue").upper())  # a typed label, any case
     for purpose, answer in zip(PURPOSES, [yes, no, yes, "2"]):
-        assert chat.texts[-1] == consent_question(t, expect_locale, purpose)
+        assert chat.texts == [consent_question(t, expect_locale, purpose)]
         await chat.send(answer)
     assert [chat.granted(p) for p in PURPOSES] == [True, False, True, False]
     assert summary_on in chat.text
@@ -82,68 +85,70 @@ async def test_english_yes_counts_in_german_and_german_no_only_in_german(make_ch
     assert chat.granted("marketing") is True
     await chat.send("nein")
     assert chat.granted("personalised") is False
-    assert chat.texts[-1] == consent_question(t, "de", "location")
+    assert chat.texts == [consent_question(t, "de", "location")]
 
 
 @pytest.mark.parametrize(
     ("language_code", "locale"),
     [("de", "de"), ("de-AT", "de"), ("es-MX", "es"), ("uk", "en"), (None, "en")],
 )
-async def test_language_picked_from_language_code(make_chat, t, language_code, locale):
+async def test_language_picked_from_language_code(make_chat, t, joined, language_code, locale):
     chat = make_chat(language_code=language_code)
     await chat.command("start")
-    assert chat.texts[-1] == t(locale, "signup.language_check")
+    hello = t(locale, "signup.hello_name", name="Alice", shop="Shop")
+    assert chat.texts == [joined(hello, t(locale, "signup.language_check"))]
     assert chat.labels == [t(locale, "signup.continue"), t(locale, "signup.change_language")]
     assert SetCustomer(locale=locale, first_name="Alice") in chat.effects
 
 
-async def test_change_language_at_the_start_of_signup(make_chat, t):
+async def test_change_language_at_the_start_of_signup(make_chat, t, joined):
     chat = make_chat(language_code="en")
     await chat.command("start")
     await chat.press("language")
+    assert chat.texts == [t("en", "language.question")]
     assert chat.buttons == [("en", "English"), ("de", "Deutsch"), ("es", "Español")]
     await chat.send("deutsch")  # a typed language name picks it
-    assert chat.texts[0] == "Alles klar, ich schreibe dir ab jetzt auf Deutsch."
-    assert chat.texts[-1] == consent_question(t, "de", "marketing")
-    assert chat.labels == ["Ja", "Nein"]
+    changed = "Alles klar, ich schreibe dir ab jetzt auf Deutsch."
+    assert chat.texts == [joined(changed, consent_question(t, "de", "marketing"))]
+    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
     assert chat.locale == "de" and chat.state.locale == "de"
 
 
-async def test_changing_language_mid_signup_reasks_the_same_question(make_chat, t):
+async def test_changing_language_mid_signup_reasks_the_same_question(make_chat, t, joined):
     chat = make_chat(language_code="en")
     await chat.command("start")
     await chat.press("continue")
     await chat.press("yes")  # marketing
-    assert chat.texts[-1] == consent_question(t, "en", "personalised")
+    assert chat.texts == [consent_question(t, "en", "personalised")]
 
     await chat.send("language")
-    assert chat.texts[-1] == t("en", "language.question")
+    assert chat.texts == [t("en", "language.question")]
     await chat.press("es")
-    assert chat.texts[0] == t("es", "language.changed")
-    assert chat.texts[-1] == consent_question(t, "es", "personalised")
-    assert chat.labels == ["Sí", "No"]
+    assert chat.texts == [joined(t("es", "language.changed"), consent_question(t, "es", "personalised"))]
+    assert chat.buttons == [("yes", "Sí"), ("no", "No")]
     assert SetCustomer(locale="es") in chat.effects
 
     await chat.send("si")
     assert chat.granted("personalised") is True
-    assert chat.texts[-1] == consent_question(t, "es", "location")
+    assert chat.texts == [consent_question(t, "es", "location")]
 
 
-async def test_a_miss_reasks_once_then_offers_help(make_chat, t):
+async def test_a_miss_reasks_once_then_offers_help(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
     question = consent_question(t, "en", "marketing")
 
     await chat.send("what is this about?")
-    assert chat.texts == [t("en", "fallback.retry"), question]
-    assert chat.labels == ["Yes", "No"]
+    assert chat.texts == [joined(t("en", "fallback.retry"), question)]
+    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
     assert chat.state.misses == 1
 
     await chat.send("purple")
-    assert chat.texts[0] == t("en", "fallback.help_hint", help="help", menu="menu")
-    assert "type help or menu" in chat.texts[0]
-    assert chat.texts[1] == question and chat.labels == ["Yes", "No"]
+    hint = t("en", "fallback.help_hint", help="help", menu="menu")
+    assert "type help or menu" in hint
+    assert chat.texts == [joined(hint, question)]
+    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
     assert chat.state.misses == 2
 
     await chat.send("yes")
@@ -175,21 +180,22 @@ async def test_viber_conversation_started_gets_exactly_one_message(make_chat, t)
     assert chat.state.dialog == "signup" and chat.state.step == "welcome"
 
     await chat.press("go")
-    assert chat.texts[-1] == consent_question(t, "en", "marketing")
+    assert chat.texts == [consent_question(t, "en", "marketing")]
 
 
-async def test_viber_welcome_language_button_switches_and_continues(make_chat, t):
+async def test_viber_welcome_language_button_switches_and_continues(make_chat, t, joined):
     chat = make_chat(channel="viber", language_code="en")
     await chat.event(Kind.STARTED)
     await chat.press("de")
-    assert chat.texts[0] == t("de", "language.changed")
-    assert chat.texts[-1] == consent_question(t, "de", "marketing")
+    assert chat.texts == [joined(t("de", "language.changed"), consent_question(t, "de", "marketing"))]
+    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
 
 
-async def test_viber_subscribed_starts_signup_when_nothing_runs(make_chat, t):
+async def test_viber_subscribed_starts_signup_when_nothing_runs(make_chat, t, joined):
     chat = make_chat(channel="viber")
     await chat.event(Kind.SUBSCRIBED)
-    assert chat.texts[-1] == t("en", "signup.language_check")
+    assert chat.texts == [joined("Hi Alice! 👋 Welcome to Shop.", t("en", "signup.language_check"))]
+    assert chat.button_ids == ["continue", "language"]
     # a second subscribed while the sign-up runs says nothing and keeps the question
     await chat.event(Kind.SUBSCRIBED)
     assert chat.messages == [] and chat.state.step == "intro"
@@ -211,27 +217,27 @@ async def test_start_with_payload_stores_the_deep_link(make_chat):
     assert chat.state.dialog == "signup"
 
 
-async def test_start_after_signup_welcomes_back_and_still_stores_the_link(make_chat, signed_up_chat, t):
+async def test_start_after_signup_welcomes_back_and_still_stores_the_link(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat())
     await chat.command("start", "summer")
-    assert chat.texts == [t("en", "menu.welcome_back_name", name="Alice") + "\n\n" + t("en", "menu.question")]
+    assert chat.texts == [joined(t("en", "menu.welcome_back_name", name="Alice"), t("en", "menu.question"))]
     assert chat.button_ids == ["privacy", "language", "help"]
     assert chat.deep_link == "summer"
     assert not any(isinstance(e, ConsentChange) for e in chat.effects)
 
 
-async def test_first_message_of_new_identity_starts_signup_without_a_name(make_chat, t):
+async def test_first_message_of_new_identity_starts_signup_without_a_name(make_chat, t, joined):
     chat = make_chat(channel="whatsapp", address="15550100201", first_name=None, language_code=None)
     await chat.send("hi")
-    assert chat.texts[0] == "Hi! 👋 Welcome to Shop."
-    assert chat.texts[-1] == t("en", "signup.language_check")
+    assert chat.texts == [joined("Hi! 👋 Welcome to Shop.", t("en", "signup.language_check"))]
+    assert chat.button_ids == ["continue", "language"]
     assert SetCustomer(locale="en") in chat.effects
 
 
-async def test_second_message_of_known_identity_does_not_restart_signup(make_chat, signed_up_chat, t):
+async def test_second_message_of_known_identity_does_not_restart_signup(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat())
     await chat.send("hello again")
-    assert chat.texts[0] == t("en", "fallback.idle")
+    assert chat.texts == [joined(t("en", "fallback.idle"), t("en", "menu.question"))]
     assert chat.button_ids == ["privacy", "language", "help"]
 
 
@@ -243,7 +249,7 @@ async def test_start_mid_signup_asks_only_what_is_still_open(make_chat, t):
     await chat.press("no")
     await chat.command("start")
     await chat.press("continue")
-    assert chat.texts[-1] == consent_question(t, "en", "location")
+    assert chat.texts == [consent_question(t, "en", "location")]
 
 
 async def test_changed_wording_version_reasks_only_that_purpose(make_chat, signed_up_chat, config, i18n, t):
@@ -255,7 +261,7 @@ async def test_changed_wording_version_reasks_only_that_purpose(make_chat, signe
     chat.engine = DialogEngine(bumped, i18n)
     await chat.command("start")
     await chat.press("continue")
-    assert chat.texts[-1] == consent_question(t, "en", "location")
+    assert chat.texts == [consent_question(t, "en", "location")]
     await chat.press("no")
     assert chat.effects[0] == ConsentChange("location", "telegram", False, "signup", "2")
     assert chat.state.dialog is None
