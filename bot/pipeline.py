@@ -14,12 +14,13 @@ even when several processes consume the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
 from bot import metrics, store
 from bot.db import Database
@@ -76,9 +77,12 @@ class Pipeline:
     adapters: Mapping[str, ChannelAdapter]
     engine: Engine
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
-    concurrency: int = 64
+    concurrency: int = 64  # conversations handled at once by one consumer
+    busy_concurrency: int = 4  # ... while webhooks are arriving
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _stopping: bool = False
+    _ingesting: int = 0
+    _capacity: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- ingestion (web process) ------------------------------------------
 
@@ -363,14 +367,39 @@ class Pipeline:
     async def run_consumer(self, topic: str) -> None:
         """Take wake-ups from ``topic`` and handle them concurrently, one task per conversation."""
         handler = self.drain_conversation if topic == INBOX else self.send_conversation
-        limit = asyncio.Semaphore(self.concurrency)
         running: dict[str, asyncio.Task[Any]] = {}
+        active: set[asyncio.Task[Any]] = set()
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            active.discard(task)
+            self._capacity.set()
+
         while not self._stopping:
             items = await self.backend.queue.take(topic, max_items=self.concurrency, timeout=1.0)
             for item in items:
-                await limit.acquire()
+                await self._wait_for_capacity(active)
                 task = asyncio.create_task(self._handle_wakeup(topic, handler, item, running))
-                task.add_done_callback(lambda _t: limit.release())
+                active.add(task)
+                task.add_done_callback(finished)
+
+    async def _wait_for_capacity(self, active: set[asyncio.Task[Any]]) -> None:
+        # Ingestion first: while webhooks are being received, only a few
+        # conversations are worked on, so the platforms get their 200s fast
+        # and a burst waits in the durable inbox instead of in their retry queues.
+        while len(active) >= (self.busy_concurrency if self._ingesting else self.concurrency):
+            self._capacity.clear()
+            await self._capacity.wait()
+
+    @contextlib.contextmanager
+    def ingesting(self) -> Iterator[None]:
+        """Wrap the receipt of one webhook (see ``_wait_for_capacity``)."""
+        self._ingesting += 1
+        try:
+            yield
+        finally:
+            self._ingesting -= 1
+            if not self._ingesting:
+                self._capacity.set()
 
     async def _handle_wakeup(self, topic: str, handler: Any, item: QueueItem, running: dict[str, asyncio.Task[Any]]) -> None:
         channel, address = split_key(item.data)

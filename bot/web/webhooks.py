@@ -32,6 +32,11 @@ async def _read_body(request: web.Request, channel: str) -> bytes:
 
 
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
+    with request.app[PIPELINE].ingesting():
+        return await _handle_webhook(request)
+
+
+async def _handle_webhook(request: web.Request) -> web.StreamResponse:
     channel = request.match_info["channel"]
     adapter = request.app[ADAPTERS].get(channel)
     if adapter is None:
