@@ -24,6 +24,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot.app import create_app
 
+    if args.no_workers and not settings.touchpoint_redis_url:
+        print(
+            "touchpoint serve --no-workers needs TOUCHPOINT_REDIS_URL: without Redis the queues live inside "
+            "this process and nothing else could consume them.",
+            file=sys.stderr,
+        )
+        return 2
     app = create_app(settings, run_workers=not args.no_workers)
     web.run_app(
         app,

@@ -78,11 +78,13 @@ class Pipeline:
     engine: Engine
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     concurrency: int = 64  # conversations handled at once by one consumer
-    busy_concurrency: int = 4  # ... while webhooks are arriving
+    busy_concurrency: int = 2  # ... while webhooks are arriving
+    busy_pause: float = 0.005  # and each waits this long (or until receipt stops) before a turn
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _stopping: bool = False
     _ingesting: int = 0
     _capacity: asyncio.Event = field(default_factory=asyncio.Event)
+    _ingestion_idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- ingestion (web process) ------------------------------------------
 
@@ -130,6 +132,8 @@ class Pipeline:
                     break
                 for row in rows:
                     sink = inline.get(row.id) if inline else None
+                    if sink is None:
+                        await self._yield_to_ingestion()
                     await self._process_row(channel, address, row, sink)
                     handled += 1
                 if len(rows) < 50:
@@ -286,6 +290,7 @@ class Pipeline:
                 if due is not None and due > now:
                     self._wake_later(channel, address, (due - now).total_seconds())
                     break
+                await self._yield_to_ingestion()
                 await self._respect_rate_limits(channel, address)
                 result = await adapter.send(address, Outbound.from_dict(row.payload), start_part=row.parts_sent)
                 if not await self._record_send(channel, address, row, result):
@@ -390,6 +395,15 @@ class Pipeline:
             self._capacity.clear()
             await self._capacity.wait()
 
+    async def _yield_to_ingestion(self) -> None:
+        """Before each turn or send: while webhooks arrive, pause briefly so acks go first."""
+        if self._ingesting:
+            self._ingestion_idle.clear()
+            try:
+                await asyncio.wait_for(self._ingestion_idle.wait(), self.busy_pause)
+            except asyncio.TimeoutError:
+                pass
+
     @contextlib.contextmanager
     def ingesting(self) -> Iterator[None]:
         """Wrap the receipt of one webhook (see ``_wait_for_capacity``)."""
@@ -400,6 +414,7 @@ class Pipeline:
             self._ingesting -= 1
             if not self._ingesting:
                 self._capacity.set()
+                self._ingestion_idle.set()
 
     async def _handle_wakeup(self, topic: str, handler: Any, item: QueueItem, running: dict[str, asyncio.Task[Any]]) -> None:
         channel, address = split_key(item.data)

@@ -306,9 +306,12 @@ class WhatsAppAdapter:
     async def register_webhook(self, url: str) -> str:
         # Meta has no API for this: the operator enters it in the App Dashboard,
         # which then performs the GET handshake answered by verify_challenge().
+        # The operator asked for exactly this line: it goes to their terminal, not to a log.
         return (
-            f"whatsapp: in Meta's App Dashboard (WhatsApp > Configuration) set the callback URL to {url} "
-            "and the verify token to the value of WHATSAPP_VERIFY_TOKEN, then subscribe the 'messages' field"
+            f"whatsapp: in Meta's App Dashboard (WhatsApp > Configuration) enter\n"
+            f"  callback URL:  {url}\n"
+            f"  verify token:  {self.verify_token}\n"
+            "then subscribe the 'messages' webhook field"
         )
 
 
