@@ -13,7 +13,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url)
+    # configparser treats "%" as interpolation; URL-encoded passwords and socket paths contain it.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -60,15 +60,33 @@ class FlakyConsole(ConsoleAdapter):
         return await super().send(address, out, start_part=start_part)
 
 
+async def fresh_postgres_database(server_url: str) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(
+        user=url.username, database=url.database, host=url.query.get("host") or url.host, port=url.port
+    )
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
 def event(address: str, text_: str) -> Inbound:
     return Inbound(channel="console", address=address, event_id=uuid.uuid4().hex, kind=Kind.TEXT, text=text_)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "postgres+redis"])
 async def parts(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'tp.db'}"
+    if request.param == "postgres+redis":
+        url = await fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'tp.db'}"
     await migrate(url)
-    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    redis_url = request.getfixturevalue("redis_url") if "redis" in request.param else None
     if redis_url:
         import redis.asyncio as aioredis
 
@@ -88,7 +106,7 @@ async def parts(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             p.start_workers()
         return p
 
-    yield {"pipeline": pipeline, "url": url, "backend": request.param}
+    yield {"pipeline": pipeline, "url": url, "backend": "redis" if redis_url else "memory"}
     for p in made:
         await p.stop()
         await p.db.close()

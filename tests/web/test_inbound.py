@@ -176,3 +176,31 @@ async def test_customer_lookup_requires_a_key_and_reports_consents(touchpoint: T
     assert body["name"] == "Alice"
     assert body["locale"] == "en"
     assert body["consents"] == []
+
+
+async def test_scaled_mode_postgres_and_redis(tmp_path, fake_platforms, postgres_url, redis_url) -> None:
+    """The same server on PostgreSQL (asyncpg) and Redis: stored, deduplicated, answered, readable."""
+    from bot.app import migrate
+    from tests.conftest import make_settings, start_touchpoint, stop_touchpoint
+    from tests.test_pipeline import fresh_postgres_database
+
+    url = await fresh_postgres_database(postgres_url)
+    await migrate(url)
+    tp = await start_touchpoint(make_settings(fake_platforms.base_url, url, redis_url), fake_platforms)
+    try:
+        for _ in range(2):
+            assert (await tp.post_fixture("telegram", "start_command.json")).status == 200
+        await tp.idle()
+        replies = fake_platforms.sent("telegram")
+        assert len(replies) == 1 and "Alice" in replies[0].json["text"]
+        async with tp.session.get(f"{tp.url}/readyz") as response:
+            assert (await response.json()) == {"status": "ok", "database": "ok", "redis": "ok"}
+        async with tp.session.get(
+            f"{tp.url}/api/v1/customers/lookup",
+            params={"channel": "telegram", "address": "5550100201"},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as response:
+            assert response.status == 200
+            assert (await response.json())["name"] == "Alice"
+    finally:
+        await stop_touchpoint(tp)
