@@ -108,6 +108,18 @@ class Pipeline:
                 await self.backend.queue.put(INBOX, key)
         return ids
 
+    async def inline_reply(self, channel: str, item: InboxItem, inbox_id: int | None) -> Outbound | None:
+        """The reply that travels in the HTTP response of an inline event.
+
+        A first delivery is handled now; a redelivery (the platform never got
+        our response) gets the reply stored the first time, not a second turn.
+        """
+        if inbox_id is not None:
+            replies = await self.process_inline(channel, item.address, inbox_id)
+            return replies[0] if replies else None
+        stored = await self.db.read(lambda conn: store.inline_reply_for(conn, channel, item.event_id))
+        return Outbound.from_dict(stored) if stored else None
+
     async def process_inline(self, channel: str, address: str, inbox_id: int) -> list[Outbound]:
         """Handle one conversation now and return the replies to ``inbox_id``.
 
@@ -181,7 +193,7 @@ class Pipeline:
         def unit(conn: Any) -> None:
             store.outbox_receipt(conn, event.channel, receipt.platform_message_id, receipt.status)
             if receipt.unreachable:
-                store.set_blocked(conn, event.channel, event.address)
+                store.block_identity(conn, event.channel, event.address)
             store.inbox_finish(conn, inbox_id, "done")
 
         await self.db.write(unit)
@@ -328,9 +340,8 @@ class Pipeline:
             log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)
 
             def unit_blocked(conn: Any) -> None:
-                store.set_blocked(conn, channel, address)
                 store.outbox_update(conn, row.id, attempts=row.attempts + 1, last_error=result.error)
-                store.outbox_block_pending(conn, channel, address)
+                store.block_identity(conn, channel, address)
 
             await self.db.write(unit_blocked)
             return False

@@ -365,6 +365,50 @@ def save_turn(
         conn.execute(update(identity_t).where(identity_t.c.id == loaded.identity_id).values(**identity_values))
 
 
+def block_identity(conn: Connection, channel: str, address: str, *, source: str = "platform") -> None:
+    """The platform says this customer blocked us: stop sending and withdraw this channel's consents.
+
+    Used when a send or a receipt reveals the block (Telegram 403, Viber status 6,
+    WhatsApp 131026); block events handled by the dialogs record the same.
+    """
+    identity = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first()
+    set_blocked(conn, channel, address)
+    outbox_block_pending(conn, channel, address)
+    if identity is None:
+        return
+    customer_id = conn.execute(
+        select(identity_t.c.customer_id).where(identity_t.c.id == identity.id)
+    ).scalar_one()
+    now = utcnow()
+    withdrawn = [
+        {
+            "customer_id": customer_id,
+            "purpose": c.purpose,
+            "channel": channel,
+            "granted": False,
+            "source": source,
+            "wording_version": c.wording_version,
+            "created_at": now,
+        }
+        for c in current_consents(conn, customer_id)
+        if c.channel == channel and c.granted
+    ]
+    if withdrawn:
+        conn.execute(_INSERT_CONSENT, withdrawn)
+
+
+def inline_reply_for(conn: Connection, channel: str, event_id: str) -> dict[str, Any] | None:
+    """The reply already given in the HTTP response to an inline event, for a redelivery."""
+    row = conn.execute(
+        select(outbox_t.c.payload)
+        .join(inbox_t, inbox_t.c.id == outbox_t.c.inbox_id)
+        .where(inbox_t.c.channel == channel, inbox_t.c.event_id == event_id, outbox_t.c.status == "sent")
+        .order_by(outbox_t.c.id)
+        .limit(1)
+    ).first()
+    return None if row is None else dict(row.payload)
+
+
 def set_blocked(conn: Connection, channel: str, address: str, blocked: bool = True) -> None:
     conn.execute(_SET_BLOCKED, {"_channel": channel, "_address": address, "_blocked_at": utcnow() if blocked else None})
 

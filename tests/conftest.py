@@ -143,12 +143,12 @@ class Touchpoint:
                 return inbox + outbox
 
             if await db.read(count) == 0:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
                 if await db.read(count) == 0:
                     return
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("pipeline did not become idle")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
 
     async def query(self, sql: str, **params: Any) -> list[Any]:
         from sqlalchemy import text

@@ -64,9 +64,9 @@ async def _handle_webhook(request: web.Request) -> web.StreamResponse:
     pipeline = request.app[PIPELINE]
     ids = await pipeline.accept(channel, items)
     for item, new_id in zip(items, ids):
-        if item.inline and new_id is not None:
-            replies = await pipeline.process_inline(channel, item.address, new_id)
-            reply = adapter.webhook_reply(replies[0]) if replies else None
+        if item.inline:
+            message = await pipeline.inline_reply(channel, item, new_id)
+            reply = adapter.webhook_reply(message) if message is not None else None
             if reply is not None:
                 return web.json_response(reply)
     return _ok()

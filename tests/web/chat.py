@@ -112,6 +112,7 @@ class PlatformUser:
         self.language_code = language_code if platform != "whatsapp" else None  # WhatsApp sends none
         self.replies: list[Reply] = []  # everything this customer received, in order
         self.last_body: bytes = b""
+        self.last_response: bytes = b""
 
     # --- what the customer does ---------------------------------------------
 
@@ -160,7 +161,8 @@ class PlatformUser:
         self.last_body = raw
         url = f"{self.tp.url}/webhooks/{self.platform}"
         async with self.tp.session.post(url, data=raw, headers=signed_headers(self.platform, raw)) as response:
-            return response.status, await response.read()
+            self.last_response = await response.read()
+            return response.status, self.last_response
 
     async def open_viber_chat(self, context: str | None = "promo_AUTUMN26") -> list[Reply]:
         """Viber's conversation_started: the welcome comes back in the HTTP response, not via the API."""

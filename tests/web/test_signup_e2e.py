@@ -332,7 +332,8 @@ async def test_platform_block_event_withdraws_consents_and_blocks_identity(tp: T
 
 async def test_telegram_403_on_send_blocks_identity_and_drops_the_queued_reply(tp: Touchpoint) -> None:
     user = PlatformUser(tp, "telegram")
-    await sign_up(tp, user, mixed_answers(tp))
+    answers = mixed_answers(tp)
+    await sign_up(tp, user, answers)
     # The first reply gets a 429 (held 1 s), so the second one is surely queued behind it
     # when the retry meets "Forbidden: bot was blocked by the user".
     tp.fake.fail_next("telegram", "429")
@@ -351,6 +352,12 @@ async def test_telegram_403_on_send_blocks_identity_and_drops_the_queued_reply(t
     assert read_reply("telegram", received[-1].json).text.startswith(t("en", "signup.summary"))
     rows = await tp.query("SELECT status FROM outbox WHERE address = :a AND status != 'sent'", a=user.address)
     assert [r.status for r in rows] == ["blocked", "blocked"]
+    # blocking the bot withdraws what was granted on this channel, as a block event does
+    found = await lookup(tp, user)
+    assert granted(found) == {p: False for p in answers}
+    assert [(p, src) for p, g, src, _ in (await consent_log(tp, user)) if not g and src == "platform"] == [
+        (p, "platform") for p, g in answers.items() if g
+    ]
 
 
 async def _blocked(tp: Touchpoint, user: PlatformUser) -> bool:
@@ -359,7 +366,8 @@ async def _blocked(tp: Touchpoint, user: PlatformUser) -> bool:
 
 async def test_whatsapp_undeliverable_status_blocks_identity(tp: Touchpoint) -> None:
     user = PlatformUser(tp, "whatsapp")
-    await sign_up(tp, user, mixed_answers(tp))
+    answers = mixed_answers(tp)
+    await sign_up(tp, user, answers)
     (last,) = await tp.query(
         "SELECT platform_message_id FROM outbox WHERE address = :a AND status = 'sent' ORDER BY id DESC LIMIT 1",
         a=user.address,
@@ -371,6 +379,7 @@ async def test_whatsapp_undeliverable_status_blocks_identity(tp: Touchpoint) -> 
         "SELECT delivery_status FROM outbox WHERE platform_message_id = :m", m=last.platform_message_id
     )
     assert receipt.delivery_status == "failed"
+    assert granted(await lookup(tp, user)) == {p: False for p in answers}
 
 
 # ----------------------------------------------------------------------------- 5. retries
@@ -470,12 +479,17 @@ async def _scheduled_retry(tp: Touchpoint, user: PlatformUser) -> bool:
 async def test_redelivered_webhook_does_not_advance_the_signup_twice(tp: Touchpoint, platform: str) -> None:
     user = PlatformUser(tp, platform)
     label, first_question = await _first_question(tp, user)
-    if platform == "viber":  # conversation_started again: no second welcome, in the response or sent
+    if platform == "viber":
+        # conversation_started again (Viber never got our answer): the same welcome, from the
+        # first turn, in the response; no second turn, nothing sent through the API
+        first_welcome = user.last_response
         status, raw = await user.post(user.last_body)
         assert status == 200
-        assert "keyboard" not in json.loads(raw) and "text" not in json.loads(raw)
+        assert json.loads(raw) == json.loads(first_welcome)
         await user.settle()
         assert tp.fake.sent("viber") == []
+        (turns,) = await tp.query("SELECT count(*) AS n FROM inbox WHERE address = :a", a=user.address)
+        assert turns.n == 1
     assert texts(await user.press(label)) == [first_question]
     purposes = [p.id for p in config(tp).consent_purposes]
 
