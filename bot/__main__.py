@@ -19,6 +19,15 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def _use_uvloop() -> None:
+    """uvloop makes the event loop 10-30 % faster (../shared/PERFORMANCE.md); optional."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -32,6 +41,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     app = create_app(settings, run_workers=not args.no_workers)
+    _use_uvloop()
     web.run_app(
         app,
         host=settings.touchpoint_host,
