@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 
 from bot.settings import Settings
@@ -17,6 +18,7 @@ def _setup_logging(level: str) -> None:
     )
     # httpx (python-telegram-bot's transport) logs every request at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _use_uvloop() -> None:
@@ -29,9 +31,7 @@ def _use_uvloop() -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from bot.app import create_app
+    from bot.app import AlreadyRunning, create_app
 
     if args.no_workers and not settings.touchpoint_redis_url:
         print(
@@ -40,16 +40,31 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # Bind before anything starts: a second `serve` on a busy port must not run workers.
+    try:
+        sock = socket.create_server((settings.touchpoint_host, settings.touchpoint_port), reuse_port=False)
+    except OSError as exc:
+        print(f"cannot listen on {settings.touchpoint_host}:{settings.touchpoint_port}: {exc.strerror}", file=sys.stderr)
+        return 2
     app = create_app(settings, run_workers=not args.no_workers)
     _use_uvloop()
+    try:
+        _run(app, sock)
+    except AlreadyRunning as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(app: "web.Application", sock: socket.socket) -> None:
+    from aiohttp import web
+
     web.run_app(
         app,
-        host=settings.touchpoint_host,
-        port=settings.touchpoint_port,
+        sock=sock,
         access_log=None,
         print=lambda text: logging.getLogger("touchpoint").info(text.strip()),
     )
-    return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

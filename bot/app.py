@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Mapping
+from typing import IO, AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from bot.appkeys import ADAPTERS, BACKEND, CONFIG, DB, PIPELINE, SETTINGS
 from bot.config import ShopConfig, load_config
@@ -79,6 +80,36 @@ async def migrate(url: str) -> None:
     await asyncio.to_thread(upgrade, url)
 
 
+class AlreadyRunning(RuntimeError):
+    """Another process runs the workers on this database without Redis."""
+
+
+def claim_single_process(database_url: str) -> IO[bytes] | None:
+    """Without Redis, queues and locks live inside one process: a second one would send twice.
+
+    An exclusive lock on a file beside the SQLite database makes a second
+    ``serve`` refuse to start; it is released when the process ends, however
+    it ends. (For PostgreSQL without Redis, run exactly one process.)
+    """
+    path = make_url(database_url).database if database_url.startswith("sqlite") else None
+    if not path or path == ":memory:":
+        return None
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: nothing to lock with
+        return None
+    handle = open(f"{path}.lock", "wb")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise AlreadyRunning(
+            f"another touchpoint process is already running the workers on {path} without Redis; "
+            "stop it, or set TOUCHPOINT_REDIS_URL to run several processes"
+        ) from None
+    return handle
+
+
 def create_app(
     settings: Settings,
     *,
@@ -111,6 +142,8 @@ def create_app(
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         url = settings.touchpoint_database_url
+        # First of all, before anything could be sent: one process only without Redis.
+        guard = claim_single_process(url) if run_workers and not settings.touchpoint_redis_url else None
         if run_migrations if run_migrations is not None else url.startswith("sqlite"):
             await migrate(url)
         db = Database(url)
@@ -118,6 +151,8 @@ def create_app(
         app[DB] = db
         yield
         await db.close()
+        if guard is not None:
+            guard.close()
 
     async def backend_ctx(app: web.Application) -> AsyncIterator[None]:
         backend = await create_backend(settings.touchpoint_redis_url or None)

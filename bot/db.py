@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, event, text
@@ -106,11 +107,20 @@ class Database:
 
     async def ping(self) -> bool:
         try:
+            if self.sync_engine is not None and not self._sqlite_file_present():
+                log.error("db.file_missing path=%s", self.sync_engine.url.database)
+                return False
             await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure
             log.exception("db.ping_failed")
             return False
+
+    def _sqlite_file_present(self) -> bool:
+        """An open connection keeps answering after its file was deleted; the data would be lost."""
+        assert self.sync_engine is not None
+        path = self.sync_engine.url.database
+        return not path or path == ":memory:" or os.path.exists(path)
 
     # --- group commit ----------------------------------------------------------
 

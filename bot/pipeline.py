@@ -32,6 +32,7 @@ from integrations.base import ChannelAdapter, InboxItem
 
 log = logging.getLogger("touchpoint.pipeline")
 
+UNLIMITED = 1e9  # sends per second of a bucket whose limit is switched off
 INBOX = "inbox"
 OUTBOX = "outbox"
 MAX_SEND_ATTEMPTS = 8
@@ -45,6 +46,10 @@ MAX_INBOX_ATTEMPTS = 5
 REACHABLE_AGAIN = frozenset(
     {Kind.TEXT, Kind.BUTTON, Kind.COMMAND, Kind.LOCATION, Kind.MEDIA, Kind.CONTACT, Kind.SUBSCRIBED, Kind.RESUBSCRIBED}
 )
+
+
+class DialogFailed(Exception):
+    """The dialog engine raised for an event; the event is set aside, not retried."""
 
 
 class Engine(Protocol):
@@ -83,7 +88,6 @@ class Pipeline:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _stopping: bool = False
     _ingesting: int = 0
-    _capacity: asyncio.Event = field(default_factory=asyncio.Event)
     _ingestion_idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- ingestion (web process) ------------------------------------------
@@ -175,7 +179,13 @@ class Pipeline:
         except store.VersionConflict:
             log.warning("conversation.version_conflict channel=%s address=%s; will retry", channel, address)
             raise
-        except Exception as exc:  # noqa: BLE001
+        except DialogFailed as exc:
+            # Deterministic: the same event would fail the same way again, and
+            # retrying it would hold up this customer's later messages.
+            log.error("inbox.dialog_failed id=%s channel=%s", row.id, channel, exc_info=exc.__cause__)
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "failed", repr(exc.__cause__)[:500]))
+            return
+        except Exception as exc:  # noqa: BLE001 - storage or network: worth retrying
             log.exception("inbox.failed id=%s channel=%s", row.id, channel)
             status = "failed" if row.attempts + 1 >= MAX_INBOX_ATTEMPTS else "pending"
             await self.db.write(lambda conn: store.inbox_finish(conn, row.id, status, repr(exc)[:500]))
@@ -207,7 +217,10 @@ class Pipeline:
             loaded = await self.db.write(
                 lambda conn: store.create_identity(conn, channel, address, event.first_name, event.language_code)
             )
-        result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=loaded.customer))
+        try:
+            result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=loaded.customer))
+        except Exception as exc:  # noqa: BLE001 - a dialog bug must not jam the conversation
+            raise DialogFailed(str(exc)) from exc
         messages = list(result.messages)
         inline_reply: list[Outbound] = []
         if sink is not None:
@@ -297,32 +310,40 @@ class Pipeline:
                 await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
                 return 0
             now = datetime.now(timezone.utc)
-            for row in rows:
+            for index, row in enumerate(rows):
                 due = store.as_utc(row.next_attempt_at)
                 if due is not None and due > now:
                     self._wake_later(channel, address, (due - now).total_seconds())
                     break
                 await self._yield_to_ingestion()
-                await self._respect_rate_limits(channel, address)
+                waited = await self._respect_rate_limits(channel, address)
+                # A block may have arrived while we waited or sent the previous row.
+                if (waited or index) and await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
+                    await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
+                    break
                 result = await adapter.send(address, Outbound.from_dict(row.payload), start_part=row.parts_sent)
                 if not await self._record_send(channel, address, row, result):
                     break
                 sent += 1
         return sent
 
-    async def _respect_rate_limits(self, channel: str, address: str) -> None:
-        limit = self.rate_limits.get(channel)
+    async def _respect_rate_limits(self, channel: str, address: str) -> float:
+        """Wait for the channel's and the chat's buckets; returns the seconds waited.
+
+        Buckets are consulted even with a limit switched off, because a
+        platform's 429 pauses them (see ``_record_send``).
+        """
+        limit = self.rate_limits.get(channel) or RateLimit()
         limiter = self.backend.limiter
-        waits = []
-        if limit and limit.per_second > 0:
-            waits.append(await limiter.acquire(f"rate:{channel}", rate=limit.per_second, burst=limit.burst))
-        if limit and limit.per_chat_per_second > 0:
-            waits.append(
-                await limiter.acquire(f"rate:{channel}:{address}", rate=limit.per_chat_per_second, burst=limit.chat_burst)
-            )
-        wait = max(waits, default=0.0)
+        wait = max(
+            await limiter.acquire(f"rate:{channel}", rate=limit.per_second or UNLIMITED, burst=limit.burst),
+            await limiter.acquire(
+                f"rate:{channel}:{address}", rate=limit.per_chat_per_second or UNLIMITED, burst=limit.chat_burst
+            ),
+        )
         if wait > 0:
             await asyncio.sleep(wait)
+        return wait
 
     async def _record_send(self, channel: str, address: str, row: Any, result: SendResult) -> bool:
         """Persist a send outcome; True when the next message may go out now."""
@@ -384,27 +405,41 @@ class Pipeline:
         """Take wake-ups from ``topic`` and handle them concurrently, one task per conversation."""
         handler = self.drain_conversation if topic == INBOX else self.send_conversation
         running: dict[str, asyncio.Task[Any]] = {}
-        active: set[asyncio.Task[Any]] = set()
+        # One lane per channel: a channel that waits (rate limit, a 429 pause,
+        # a slow API) fills only its own lane, never the other channels'.
+        lanes: dict[str, set[asyncio.Task[Any]]] = {}
+        waiting: dict[str, dict[str, QueueItem]] = {}  # per lane, by conversation: wake-ups not started
 
-        def finished(task: asyncio.Task[Any]) -> None:
-            active.discard(task)
-            self._capacity.set()
+        def dispatch(channel: str) -> None:
+            if self._stopping:
+                return
+            lane = lanes.setdefault(channel, set())
+            queued = waiting.get(channel, {})
+            # Ingestion first: while webhooks are being received, only a few
+            # conversations are worked on, so the platforms get their 200s fast
+            # and a burst waits in the durable inbox instead of in their retry queues.
+            while queued and len(lane) < (self.busy_concurrency if self._ingesting else self.concurrency):
+                item = queued.pop(next(iter(queued)))  # oldest first
+                task = asyncio.create_task(self._handle_wakeup(topic, handler, item, running))
+                lane.add(task)
+                self._tasks.add(task)  # so that stop() cancels it
+                task.add_done_callback(lambda t, c=channel: (lanes[c].discard(t), self._tasks.discard(t), dispatch(c)))
 
         while not self._stopping:
-            items = await self.backend.queue.take(topic, max_items=self.concurrency, timeout=1.0)
+            backlog = any(waiting.values())
+            items = await self.backend.queue.take(topic, max_items=self.concurrency, timeout=0.05 if backlog else 1.0)
+            duplicates = []
             for item in items:
-                await self._wait_for_capacity(active)
-                task = asyncio.create_task(self._handle_wakeup(topic, handler, item, running))
-                active.add(task)
-                task.add_done_callback(finished)
-
-    async def _wait_for_capacity(self, active: set[asyncio.Task[Any]]) -> None:
-        # Ingestion first: while webhooks are being received, only a few
-        # conversations are worked on, so the platforms get their 200s fast
-        # and a burst waits in the durable inbox instead of in their retry queues.
-        while len(active) >= (self.busy_concurrency if self._ingesting else self.concurrency):
-            self._capacity.clear()
-            await self._capacity.wait()
+                channel, _address = split_key(item.data)
+                queued = waiting.setdefault(channel, {})
+                if item.data in queued:
+                    duplicates.append(item)  # the same conversation is already waiting its turn
+                else:
+                    queued[item.data] = item
+            if duplicates:
+                await self.backend.queue.ack(topic, duplicates)
+            for channel in list(waiting):
+                dispatch(channel)
 
     async def _yield_to_ingestion(self) -> None:
         """Before each turn or send: while webhooks arrive, pause briefly so acks go first."""
@@ -424,7 +459,6 @@ class Pipeline:
         finally:
             self._ingesting -= 1
             if not self._ingesting:
-                self._capacity.set()
                 self._ingestion_idle.set()
 
     async def _handle_wakeup(self, topic: str, handler: Any, item: QueueItem, running: dict[str, asyncio.Task[Any]]) -> None:

@@ -397,6 +397,11 @@ def block_identity(conn: Connection, channel: str, address: str, *, source: str 
         conn.execute(_INSERT_CONSENT, withdrawn)
 
 
+def is_blocked(conn: Connection, channel: str, address: str) -> bool:
+    row = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first()
+    return row is not None and row.blocked_at is not None
+
+
 def inline_reply_for(conn: Connection, channel: str, event_id: str) -> dict[str, Any] | None:
     """The reply already given in the HTTP response to an inline event, for a redelivery."""
     row = conn.execute(

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import orjson
 import pytest
 from sqlalchemy import text
 
@@ -18,6 +19,7 @@ from bot.messages import Outbound, SendResult
 from bot.pipeline import Pipeline
 from bot.state.factory import create_backend
 from bot.turn import TurnInput, TurnResult
+from integrations.base import InboxItem
 from integrations.console import ConsoleAdapter
 
 
@@ -220,3 +222,101 @@ async def test_permanent_failure_is_not_retried(parts: dict[str, Any]) -> None:
     assert adapter.lines == ["echo two"]
     rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT status, last_error FROM outbox ORDER BY id")))))
     assert [r.status for r in rows] == ["failed", "sent"]
+
+
+class Channel(ConsoleAdapter):
+    """A console under another channel name, recording (address, text, time)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(write=lambda _line: None)
+        self.channel = name
+        self.sent: list[tuple[str, str, float]] = []
+
+    async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
+        self.sent.append((address, out.text, asyncio.get_running_loop().time()))
+        return SendResult("sent", platform_message_id=str(len(self.sent)), parts_sent=1)
+
+
+def channel_event(channel: str, address: str, text_: str) -> Inbound:
+    return Inbound(channel=channel, address=address, event_id=uuid.uuid4().hex, kind=Kind.TEXT, text=text_)
+
+
+async def test_a_rate_limited_channel_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    from bot.pipeline import RateLimit
+    from bot.state.memory import MemoryBackend
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tp.db'}"
+    await migrate(url)
+    db = Database(url)
+    slow, fast = Channel("slow"), Channel("fast")
+    p = Pipeline(
+        db=db, backend=MemoryBackend(), adapters={"slow": slow, "fast": fast}, engine=RecordingEngine(),
+        rate_limits={"slow": RateLimit(per_second=5, burst=1)}, concurrency=4,
+    )
+    p.start_workers()
+    try:
+        for n in range(20):  # 20 conversations on a channel that sends 5 per second
+            await p.accept("slow", [InboxItem(uuid.uuid4().hex, f"s{n}", orjson.dumps(channel_event("slow", f"s{n}", "hi").to_dict()))])
+        await asyncio.sleep(0.3)
+        started = asyncio.get_running_loop().time()
+        await p.accept("fast", [InboxItem("f1", "f", orjson.dumps(channel_event("fast", "f", "hello").to_dict()))])
+        while not fast.sent and asyncio.get_running_loop().time() - started < 3:
+            await asyncio.sleep(0.01)
+        assert fast.sent and fast.sent[0][2] - started < 0.5  # not behind the slow backlog (about 4 s)
+        assert len(slow.sent) < 20
+    finally:
+        await p.stop()
+        await db.close()
+
+
+async def test_a_block_arriving_between_two_sends_stops_the_second(parts: dict[str, Any]) -> None:
+    from bot import store
+    from bot.pipeline import RateLimit
+
+    engine = RecordingEngine(replies=3)
+    lines: list[str] = []
+    p = await parts["pipeline"](engine, ConsoleAdapter(write=lines.append))
+    p.rate_limits = {"console": RateLimit(per_chat_per_second=2, chat_burst=1)}
+    console = p.adapters["console"]
+    await p.accept("console", [console.item(event("erin", "one"))])  # type: ignore[attr-defined]
+    while not lines:
+        await asyncio.sleep(0.01)
+    await p.db.write(lambda conn: store.set_blocked(conn, "console", "erin"))  # e.g. a block event handled meanwhile
+    await asyncio.sleep(1.2)
+    assert lines == ["echo one"]
+    rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT status FROM outbox ORDER BY id")))))
+    assert [r.status for r in rows] == ["sent", "blocked", "blocked"]
+
+
+class ExplodingEngine(RecordingEngine):
+    async def handle(self, inp: TurnInput) -> TurnResult:
+        if inp.event.text == "boom":
+            raise TypeError("'int' object has no attribute 'strip'")
+        return await super().handle(inp)
+
+
+async def test_an_event_the_dialogs_cannot_handle_is_set_aside_at_once(parts: dict[str, Any]) -> None:
+    lines: list[str] = []
+    p = await parts["pipeline"](ExplodingEngine(), ConsoleAdapter(write=lines.append))
+    console = p.adapters["console"]
+    for message in ("boom", "after"):
+        await p.accept("console", [console.item(event("fred", message))])  # type: ignore[attr-defined]
+    await wait_idle(p, timeout=3)  # not 5 retries over half a minute
+    assert lines == ["echo after"]
+    rows = list(await p.db.read(lambda conn: list(conn.execute(text("SELECT status, attempts FROM inbox ORDER BY id")))))
+    assert [(r.status, r.attempts) for r in rows] == [("failed", 1), ("done", 1)]
+
+
+async def test_a_second_process_without_redis_refuses_to_run_workers_on_the_same_database(tmp_path: Path) -> None:
+    from bot.app import AlreadyRunning, claim_single_process
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tp.db'}"
+    first = claim_single_process(url)
+    assert first is not None
+    # flock is per open file description: a second claim behaves like another process
+    with pytest.raises(AlreadyRunning, match="TOUCHPOINT_REDIS_URL"):
+        claim_single_process(url)
+    first.close()
+    again = claim_single_process(url)
+    assert again is not None
+    again.close()

@@ -8,8 +8,17 @@ from aiohttp import web
 
 from bot import store
 from bot.appkeys import DB, SETTINGS
+from bot.web import openapi
 
 CHANNELS = ("telegram", "viber", "whatsapp", "console")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that rejects undecodable header bytes instead of raising."""
+    try:
+        return hmac.compare_digest(given.encode(), expected.encode())
+    except UnicodeEncodeError:
+        return False
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -18,12 +27,12 @@ def _error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def require_api_key(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    if not request.path.startswith("/api/"):
+    if not request.path.startswith("/api/") or request.path == "/api/v1/openapi.json":
         return await handler(request)
     keys = request.app[SETTINGS].api_keys
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    valid = scheme.lower() == "bearer" and any(hmac.compare_digest(token.encode(), k.encode()) for k in keys)
+    valid = scheme.lower() == "bearer" and any(_same(token, key) for key in keys)
     if not valid:
         return web.json_response(
             {"error": "missing or invalid API key (send Authorization: Bearer <key from TOUCHPOINT_API_KEYS>)"},
@@ -49,3 +58,4 @@ async def lookup_customer(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     app.middlewares.append(require_api_key)
     app.router.add_get("/api/v1/customers/lookup", lookup_customer)
+    app.router.add_get("/api/v1/openapi.json", openapi.openapi)

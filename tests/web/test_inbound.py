@@ -204,3 +204,49 @@ async def test_scaled_mode_postgres_and_redis(tmp_path, fake_platforms, postgres
             assert (await response.json())["name"] == "Alice"
     finally:
         await stop_touchpoint(tp)
+
+
+async def test_openapi_describes_the_shop_api_without_a_key(touchpoint: Touchpoint) -> None:
+    async with touchpoint.session.get(f"{touchpoint.url}/api/v1/openapi.json") as response:
+        assert response.status == 200
+        spec = await response.json()
+    assert spec["openapi"].startswith("3.")
+    lookup = spec["paths"]["/customers/lookup"]["get"]
+    assert {p["name"] for p in lookup["parameters"]} == {"channel", "address"}
+    assert set(lookup["responses"]) == {"200", "400", "401", "404"}
+
+
+async def test_undecodable_authorization_header_is_a_401_not_a_crash(touchpoint: Touchpoint) -> None:
+    import socket
+
+    host, port = touchpoint.server.host, touchpoint.server.port
+    request = (
+        b"GET /api/v1/customers/lookup?channel=telegram&address=1 HTTP/1.1\r\n"
+        b"Host: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n"
+    )
+    loop = asyncio.get_running_loop()
+
+    def roundtrip() -> bytes:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(request)
+            return sock.recv(200)
+
+    answer = await loop.run_in_executor(None, roundtrip)
+    assert answer.startswith(b"HTTP/1.1 401")
+
+
+async def test_readiness_fails_when_the_sqlite_file_is_gone(touchpoint: Touchpoint) -> None:
+    import os
+
+    from bot.appkeys import DB
+
+    path = touchpoint.app[DB].sync_engine.url.database
+    os.rename(path, path + ".moved")
+    try:
+        async with touchpoint.session.get(f"{touchpoint.url}/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["database"] == "unreachable"
+    finally:
+        os.rename(path + ".moved", path)
+    async with touchpoint.session.get(f"{touchpoint.url}/readyz") as response:
+        assert response.status == 200
