@@ -11,13 +11,19 @@ choices; too long a text is split on word boundaries.
 from __future__ import annotations
 
 import dataclasses
+import hmac
+import logging
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 import aiohttp
 
-from bot.events import Inbound
+from bot.events import Inbound, Kind, Media, Receipt
 from bot.messages import Outbound, SendResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +66,16 @@ class ChannelAdapter(Protocol):
     def split(self, data: Any) -> list[InboxItem]:
         """Cut a parsed webhook body into inbox items (may be empty).
 
-        Raises ``WebhookError`` for a body of the wrong shape.
+        Raises ``WebhookError`` for a body of the wrong shape; skips (and logs)
+        single elements whose ids or addresses are not usable strings.
         """
 
     def parse(self, body: bytes) -> Inbound | None:
-        """Parse one inbox item; ``None`` for an event deliberately ignored."""
+        """Parse one inbox item; ``None`` for an event ignored or unusable.
+
+        Never raises, and every field of the result has its declared type
+        (see ``checked_parse``).
+        """
 
     def render(self, address: str, out: Outbound) -> list[dict[str, Any]]:
         """The API calls (one dict each, with a ``method`` key) that deliver ``out``."""
@@ -206,10 +217,10 @@ def slash_command(text: str) -> tuple[str, str] | None:
     return command, rest.strip()
 
 
-def first_word(name: str | None) -> str | None:
-    """The first word of a display name ("Alice Novak" -> "Alice")."""
-    words = (name or "").split()
-    return words[0] if words else None
+def first_word(name: Any) -> str | None:
+    """The first word of a display name ("Alice Novak" -> "Alice"); ``None`` for a non-name."""
+    words = name.split() if isinstance(name, str) else []
+    return as_str(words[0], MAX_NAME) if words else None
 
 
 async def deliver_parts(
@@ -229,3 +240,140 @@ async def deliver_parts(
             return dataclasses.replace(result, parts_sent=index)
         last_id = result.platform_message_id
     return SendResult("sent", platform_message_id=last_id, parts_sent=len(parts))
+
+
+# --- defensive reading of authentic but malformed input ----------------------
+#
+# A body that passed verify() is still only as well-formed as the platform (or
+# whoever holds the secret) made it. The contract: nothing raises into the
+# webhook handler, nothing mistyped reaches the inbox or the dialogs.
+
+MAX_ADDRESS = 128  # characters of a platform user / chat id we accept
+MAX_EVENT_ID = 256  # characters of a platform message id (WhatsApp wamid)
+MAX_NAME = 256  # characters of a display name; longer is not a name
+MAX_LANGUAGE = 35  # characters of a language tag (BCP 47 practical maximum)
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """Constant-time ``given == expected``; False when either is missing or empty.
+
+    aiohttp decodes header bytes with surrogateescape, so a header may carry
+    lone surrogates that a plain ``.encode()`` refuses with UnicodeEncodeError
+    (a 500 instead of a 401/403); such a value is simply not the secret.
+    """
+    if not isinstance(given, str) or not given or not expected:
+        return False
+    encoding = ("utf-8", "surrogateescape")  # the bytes as they arrived, where aiohttp could not decode them
+    try:
+        return hmac.compare_digest(given.encode(*encoding), expected.encode(*encoding))
+    except UnicodeEncodeError:  # surrogates outside the surrogateescape range
+        return False
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (so ``.get`` chains cannot raise)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_str(value: Any, limit: int | None = None) -> str | None:
+    """``value`` if it is a string of at most ``limit`` characters, else ``None``."""
+    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+        return None
+    return value
+
+
+def as_int(value: Any, low: int = INT64_MIN, high: int = INT64_MAX) -> int | None:
+    """``value`` if it is an integer within [low, high]; ``None`` for bools, floats and the rest."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def as_address(value: Any) -> str | None:
+    """A usable platform user / chat id: a non-empty string of at most ``MAX_ADDRESS`` characters."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ADDRESS else None
+
+
+def as_coordinates(latitude: Any, longitude: Any) -> tuple[float, float] | None:
+    """(lat, lon) as floats when both are finite numbers on the globe, else ``None``."""
+    numbers = []
+    for value, bound in ((latitude, 90.0), (longitude, 180.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        number = float(value)
+        if not math.isfinite(number) or abs(number) > bound:
+            return None
+        numbers.append(number)
+    return numbers[0], numbers[1]
+
+
+def visible(text: str | None, filler: str = PLACEHOLDER) -> str:
+    """``text``, or ``filler`` when it is empty or whitespace (platforms reject both)."""
+    return text if text and text.strip() else filler
+
+
+def checked_parse(channel: str, parse: Callable[[bytes], Inbound | None], body: bytes) -> Inbound | None:
+    """Run an adapter's parser so that an odd body yields ``None``: never an exception, never a mistyped event.
+
+    Platform libraries build objects from whatever JSON they are given and
+    fail in arbitrary ways on odd types; the adapters read fields defensively,
+    and this is the net under both.
+    """
+    try:
+        event = parse(body)
+    except Exception as exc:  # noqa: BLE001 - any failure here means "unusable event"
+        log.warning("inbound.unparsable channel=%s error=%r", channel, exc)
+        return None
+    if event is not None and not well_typed(event):
+        log.warning("inbound.mistyped channel=%s event_id=%r", channel, event.event_id)
+        return None
+    return event
+
+
+_OPTIONAL_TEXT = ("payload", "command", "first_name", "language_code", "contact_phone", "context", "reply_token")
+
+
+def well_typed(event: Inbound) -> bool:
+    """True when every field of ``event`` has the type (and range) ``Inbound`` promises."""
+    if not (
+        isinstance(event.channel, str)
+        and as_address(event.address) is not None
+        and isinstance(event.event_id, str)
+        and 0 < len(event.event_id) <= 2 * MAX_EVENT_ID
+        and isinstance(event.kind, Kind)
+        and isinstance(event.received_at, datetime)
+        and event.received_at.tzinfo is not None
+        and isinstance(event.text, str)
+        and event.chat_type in ("private", "group")
+    ):
+        return False
+    if any(getattr(event, name) is not None and not isinstance(getattr(event, name), str) for name in _OPTIONAL_TEXT):
+        return False
+    if event.location is not None and (
+        not isinstance(event.location, tuple)
+        or len(event.location) != 2
+        or not all(type(v) is float for v in event.location)
+        or as_coordinates(*event.location) is None
+    ):
+        return False
+    media = event.media
+    if media is not None and not (
+        isinstance(media, Media)
+        and isinstance(media.type, str)
+        and isinstance(media.ref, str)
+        and media.ref
+        and all(v is None or isinstance(v, str) for v in (media.mime_type, media.file_name))
+    ):
+        return False
+    receipt = event.receipt
+    if receipt is not None and not (
+        isinstance(receipt, Receipt)
+        and isinstance(receipt.platform_message_id, str)
+        and receipt.platform_message_id
+        and isinstance(receipt.status, str)
+        and all(v is None or isinstance(v, str) for v in (receipt.error_code, receipt.error))
+        and isinstance(receipt.unreachable, bool)
+    ):
+        return False
+    return True

@@ -10,7 +10,6 @@ characters; a blocked bot shows up as ``my_chat_member`` -> ``kicked`` or as a
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -43,16 +42,24 @@ from telegram.warnings import PTBDeprecationWarning
 from bot.events import Inbound, Kind, Media
 from bot.messages import Button, Outbound, SendResult
 from integrations.base import (
-    PLACEHOLDER,
+    MAX_LANGUAGE,
+    MAX_NAME,
     InboxItem,
     Limits,
     WebhookError,
+    as_coordinates,
+    as_dict,
+    as_int,
+    as_str,
     button_token,
+    checked_parse,
     deliver_parts,
     numbered_choices,
+    same_secret,
     split_text_within,
     truncate,
     utf16_len,
+    visible,
 )
 from integrations.telegram_http import AiohttpRequest
 
@@ -115,75 +122,67 @@ class TelegramAdapter:
     def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
         if not self.secret:
             return True  # no secret configured; the app warns at start-up
-        given = headers.get(SECRET_HEADER)
-        if given is None:
-            return False
-        return hmac.compare_digest(given.encode(), self.secret.encode())
+        return same_secret(headers.get(SECRET_HEADER), self.secret)
 
     def split(self, data: Any) -> list[InboxItem]:
-        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            raise WebhookError("telegram update without an integer update_id")
-        address = _address(data)
-        if address is None:
+        key = _identify(data)
+        if key is None:
             return []
-        return [InboxItem(event_id=str(data["update_id"]), address=address, body=orjson.dumps(data))]
+        event_id, address = key
+        return [InboxItem(event_id=event_id, address=address, body=orjson.dumps(data))]
 
     def parse(self, body: bytes) -> Inbound | None:
+        return checked_parse(self.channel, self._parse, body)
+
+    def _parse(self, body: bytes) -> Inbound | None:
         data = orjson.loads(body)
+        key = _identify(data)  # the same ids and chat that split() stored the event under
+        if key is None:
+            return None
         update = Update.de_json(data, self.bot)
-        base = {"channel": self.channel, "event_id": str(update.update_id)}
+        base = {"channel": self.channel, "event_id": key[0], "address": key[1]}
         if update.message is not None:
             return self._parse_message(update.message, base, edited=False)
         if update.edited_message is not None:
             return self._parse_message(update.edited_message, base, edited=True)
         if update.callback_query is not None:
             query = update.callback_query
-            if query.data is None:
-                return None  # a game button; we never send those
+            payload = as_str(query.data)
+            if payload is None:
+                return None  # a game button (we never send those), or not a string
             chat = query.message.chat if query.message is not None else None
-            user = query.from_user
             return Inbound(
                 **base,
-                address=str(chat.id if chat is not None else user.id),
                 kind=Kind.BUTTON,
-                payload=query.data,
-                reply_token=query.id,
-                first_name=user.first_name,
-                language_code=user.language_code,
+                payload=payload,
+                reply_token=as_str(query.id),
                 chat_type=_chat_type(chat.type) if chat is not None else "private",
+                **_profile(query.from_user),
             )
         if update.my_chat_member is not None:
             member = update.my_chat_member
             if member.chat.type != "private":
                 return None
-            status = member.new_chat_member.status
-            kind = {"kicked": Kind.UNSUBSCRIBED, "member": Kind.RESUBSCRIBED}.get(status)
+            status = as_str(member.new_chat_member.status)
+            kind = {"kicked": Kind.UNSUBSCRIBED, "member": Kind.RESUBSCRIBED}.get(status or "")
             if kind is None:
                 return None
-            return Inbound(
-                **base,
-                address=str(member.chat.id),
-                kind=kind,
-                received_at=_utc(member.date),
-                first_name=member.from_user.first_name,
-                language_code=member.from_user.language_code,
-            )
+            return Inbound(**base, kind=kind, received_at=_utc(member.date), **_profile(member.from_user))
         return None
 
     def _parse_message(self, message: Message, base: dict[str, Any], *, edited: bool) -> Inbound | None:
-        user = message.from_user
         common: dict[str, Any] = {
             **base,
-            "address": str(message.chat.id),
             "received_at": _utc(message.date),
-            "first_name": user.first_name if user else None,
-            "language_code": user.language_code if user else None,
             "chat_type": _chat_type(message.chat.type),
+            **_profile(message.from_user),
         }
+        # A field of the wrong type is treated as absent.
+        text, caption = as_str(message.text), as_str(message.caption)
         if edited:
-            return Inbound(**common, kind=Kind.EDITED, text=message.text or message.caption or "")
-        if message.text is not None:
-            command = self._command(message)
+            return Inbound(**common, kind=Kind.EDITED, text=text or caption or "")
+        if text is not None:
+            command = self._command(message, text)
             if command is not None:
                 name, mention, args = command
                 if mention and mention.lower() != (self._username() or mention).lower():
@@ -195,26 +194,30 @@ class TelegramAdapter:
                     text=args,
                     context=(args or None) if name == "start" else None,
                 )
-            return Inbound(**common, kind=Kind.TEXT, text=message.text)
+            return Inbound(**common, kind=Kind.TEXT, text=text)
         if message.location is not None:
-            location = (float(message.location.latitude), float(message.location.longitude))
-            return Inbound(**common, kind=Kind.LOCATION, location=location)
+            location = as_coordinates(message.location.latitude, message.location.longitude)
+            return Inbound(**common, kind=Kind.LOCATION, location=location) if location else None
         if message.contact is not None:
-            return Inbound(**common, kind=Kind.CONTACT, contact_phone=message.contact.phone_number)
+            phone = as_str(message.contact.phone_number)
+            return Inbound(**common, kind=Kind.CONTACT, contact_phone=phone) if phone else None
         media = _media(message)
         if media is not None:
-            return Inbound(**common, kind=Kind.MEDIA, media=media, text=message.caption or "")
+            return Inbound(**common, kind=Kind.MEDIA, media=media, text=caption or "")
         return None
 
-    def _command(self, message: Message) -> tuple[str, str, str] | None:
+    def _command(self, message: Message, text: str) -> tuple[str, str, str] | None:
         """(command, @mention, arguments) when the text starts with a ``bot_command`` entity."""
         entity = next((e for e in message.entities if e.offset == 0), None)
         if entity is None or entity.type != MessageEntity.BOT_COMMAND:
             return None
-        raw = message.parse_entity(entity)  # PTB slices in UTF-16 units
+        units = text.encode("utf-16-le")
+        length = as_int(entity.length, 2, len(units) // 2)  # "/" and at least one letter, within the text
+        if length is None:
+            return None
+        raw = units[:2 * length].decode("utf-16-le")  # entity offsets count UTF-16 units
         name, _, mention = raw[1:].partition("@")
-        units = message.text.encode("utf-16-le")
-        args = units[2 * (entity.offset + entity.length) :].decode("utf-16-le").strip()
+        args = units[2 * length :].decode("utf-16-le").strip()
         return name.lower(), mention, args
 
     def _username(self) -> str | None:
@@ -232,13 +235,13 @@ class TelegramAdapter:
             # One reply keyboard per message: the location button wins and any
             # choices become numbered text, which the core resolves the same way.
             text = numbered_choices(out)
-            button = KeyboardButton(out.location_label or "📍", request_location=True)
+            button = KeyboardButton(visible(out.location_label, "📍"), request_location=True)
             markup = ReplyKeyboardMarkup([[button]], one_time_keyboard=True, resize_keyboard=True).to_dict()
         elif len(out.buttons) > MAX_INLINE_BUTTONS:
             text = numbered_choices(out)
         elif out.buttons:
             markup = InlineKeyboardMarkup(_inline_rows(out)).to_dict()
-        chunks = split_text_within(text or PLACEHOLDER, self.limits.max_text, utf16_len, self.limits.max_text)
+        chunks = split_text_within(visible(text), self.limits.max_text, utf16_len, self.limits.max_text)
         chat_id = _chat_id(address)
         parts: list[dict[str, Any]] = [{"method": "sendMessage", "chat_id": chat_id, "text": c} for c in chunks]
         if markup is not None:
@@ -293,29 +296,50 @@ class TelegramAdapter:
         return f"telegram: webhook set to {url} {secret}"
 
 
-def _address(data: dict[str, Any]) -> str | None:
-    """The chat to answer for a raw update, ``None`` for kinds we do not store."""
-    try:
-        for key in ("message", "edited_message"):
-            if key in data:
-                return str(data[key]["chat"]["id"])
-        if "callback_query" in data:
-            query = data["callback_query"]
-            chat = (query.get("message") or {}).get("chat")
-            return str(chat["id"] if chat else query["from"]["id"])
-        if "my_chat_member" in data:
-            chat = data["my_chat_member"]["chat"]
-            return str(chat["id"]) if chat.get("type") == "private" else None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise WebhookError(f"telegram update of unexpected shape: {exc!r}") from exc
+def _identify(data: Any) -> tuple[str, str] | None:
+    """(update_id, chat to answer) of a raw update; ``None`` for kinds we do not store.
+
+    Cheap dict checks only (this runs before the 200). Raises ``WebhookError``
+    when the update or its chat has no proper integer id.
+    """
+    if not isinstance(data, dict):
+        raise WebhookError("telegram update is not an object")
+    update_id = as_int(data.get("update_id"))
+    if update_id is None:
+        raise WebhookError("telegram update without an integer update_id")
+    for key in ("message", "edited_message"):
+        if key in data:
+            return str(update_id), _chat_address(as_dict(data[key]).get("chat"))
+    if "callback_query" in data:
+        query = as_dict(data["callback_query"])
+        chat = as_dict(query.get("message")).get("chat")
+        return str(update_id), _chat_address(chat if chat is not None else query.get("from"))
+    if "my_chat_member" in data:
+        chat = as_dict(as_dict(data["my_chat_member"]).get("chat"))
+        return (str(update_id), _chat_address(chat)) if chat.get("type") == "private" else None
     return None
+
+
+def _chat_address(chat: Any) -> str:
+    """The id of a chat or user object as an address; ``WebhookError`` unless it is a 64-bit integer."""
+    chat_id = as_int(as_dict(chat).get("id"))
+    if chat_id is None:
+        raise WebhookError("telegram chat or user without an integer id")
+    return str(chat_id)
+
+
+def _profile(user: Any) -> dict[str, str | None]:
+    """first_name and language_code of a PTB ``User``; a field of the wrong type is absent."""
+    if user is None:
+        return {"first_name": None, "language_code": None}
+    return {"first_name": as_str(user.first_name, MAX_NAME), "language_code": as_str(user.language_code, MAX_LANGUAGE)}
 
 
 def _inline_rows(out: Outbound) -> list[list[InlineKeyboardButton]]:
     """Short labels two per row, long ones (or a list) alone, in button order."""
 
     def button(index: int, b: Button) -> InlineKeyboardButton:
-        return InlineKeyboardButton(truncate(b.label, 64), callback_data=button_token(b.id, index, 64))
+        return InlineKeyboardButton(truncate(visible(b.label), 64), callback_data=button_token(b.id, index, 64))
 
     rows: list[list[InlineKeyboardButton]] = []
     pending: InlineKeyboardButton | None = None
@@ -337,20 +361,22 @@ def _inline_rows(out: Outbound) -> list[list[InlineKeyboardButton]]:
 
 
 def _media(message: Message) -> Media | None:
+    """The media reference of ``message``; ``None`` when there is none or its file_id is not a string."""
     if message.photo:
-        return Media("photo", message.photo[-1].file_id)  # the last size is the largest
-    if message.animation is not None:
-        a = message.animation
-        return Media("video", a.file_id, a.mime_type, a.file_name)
-    for kind, attr in (("document", "document"), ("video", "video"), ("audio", "audio"), ("audio", "voice")):
-        item = getattr(message, attr)
-        if item is not None:
-            return Media(kind, item.file_id, getattr(item, "mime_type", None), getattr(item, "file_name", None))
-    if message.video_note is not None:
-        return Media("video", message.video_note.file_id)
-    if message.sticker is not None:
-        return Media("sticker", message.sticker.file_id)
-    return None
+        item, kind = message.photo[-1], "photo"  # the last size is the largest
+    elif message.animation is not None:
+        item, kind = message.animation, "video"
+    else:
+        kinds = (("document", "document"), ("video", "video"), ("audio", "audio"), ("audio", "voice"))
+        kinds += (("video", "video_note"), ("sticker", "sticker"))
+        found = next(((k, getattr(message, a)) for k, a in kinds if getattr(message, a) is not None), None)
+        if found is None:
+            return None
+        kind, item = found
+    file_id = as_str(item.file_id)
+    if not file_id:
+        return None
+    return Media(kind, file_id, as_str(getattr(item, "mime_type", None)), as_str(getattr(item, "file_name", None)))
 
 
 def _chat_type(chat_type: str) -> str:

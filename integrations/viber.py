@@ -41,17 +41,27 @@ from viberbot.api.viber_requests import (
 from bot.events import Inbound, Kind, Media, Receipt
 from bot.messages import Outbound, SendResult
 from integrations.base import (
-    PLACEHOLDER,
+    INT64_MIN,
+    MAX_LANGUAGE,
+    UINT64_MAX,
     InboxItem,
     Limits,
     WebhookError,
+    as_address,
+    as_coordinates,
+    as_dict,
+    as_int,
+    as_str,
     button_token,
+    checked_parse,
     deliver_parts,
     first_word,
     numbered_choices,
+    same_secret,
     slash_command,
     split_text_within,
     truncate,
+    visible,
 )
 
 log = logging.getLogger(__name__)
@@ -99,62 +109,45 @@ class ViberAdapter:
     # --- inbound -----------------------------------------------------------
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
-        given = headers.get(SIGNATURE_HEADER)
-        if not given or not self.token:
+        if not self.token:
             return False
+        given = headers.get(SIGNATURE_HEADER)
         expected = hmac.new(self.token.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected.encode(), given.strip().encode())
+        return same_secret(given.strip() if isinstance(given, str) else None, expected)
 
     def split(self, data: Any) -> list[InboxItem]:
-        if not isinstance(data, dict) or not isinstance(data.get("event"), str):
-            raise WebhookError("viber callback without an event")
-        event = data["event"]
-        try:
-            if event == "message":
-                event_id, address, inline = f"message:{data['message_token']}", data["sender"]["id"], False
-            elif event == "conversation_started":
-                event_id, address, inline = f"conversation_started:{data['message_token']}", data["user"]["id"], True
-            elif event == "subscribed":
-                address, inline = data["user"]["id"], False
-                event_id = f"subscribed:{data.get('message_token') or data['timestamp']}"
-            elif event == "unsubscribed":
-                address, inline = data["user_id"], False
-                event_id = f"unsubscribed:{data.get('message_token') or data['timestamp']}"
-            elif event in RECEIPT_EVENTS:
-                address, inline = data["user_id"], False
-                # A seen must not be dropped as a duplicate of the delivered for the same token.
-                event_id = f"{event}:{data['message_token']}:{address}"
-            else:
-                return []  # "webhook" registration check, and kinds we do not use
-        except (KeyError, TypeError) as exc:
-            raise WebhookError(f"viber {event} callback of unexpected shape: {exc!r}") from exc
-        if not isinstance(address, str) or not address:
-            raise WebhookError(f"viber {event} callback without a user id")
+        key = _identify(data)
+        if key is None:
+            return []
+        event_id, address, inline = key
         return [InboxItem(event_id=event_id, address=address, body=orjson.dumps(data), inline=inline)]
 
     def parse(self, body: bytes) -> Inbound | None:
+        return checked_parse(self.channel, self._parse, body)
+
+    def _parse(self, body: bytes) -> Inbound | None:
         data = orjson.loads(body)
-        if data.get("event") == "failed":
+        key = _identify(data)  # the same ids and user that split() stored the event under
+        if key is None:
+            return None
+        if data["event"] == "failed":
             data.setdefault("desc", None)  # viberbot insists on it; the reason is optional to us
         try:
             request = create_request(data)
         except Exception as exc:  # viberbot raises bare Exception for unknown message types
             log.info("viber.unparsed_event", extra={"event": data.get("event"), "error": str(exc)})
             return None
-        items = self.split(data)
-        if not items:
-            return None
         base = {
             "channel": self.channel,
-            "event_id": items[0].event_id,
-            "address": items[0].address,
+            "event_id": key[0],
+            "address": key[1],
             "received_at": _from_millis(request.timestamp),
         }
         if isinstance(request, ViberMessageRequest):
-            profile = {"first_name": first_word(request.sender.name), "language_code": request.sender.language}
-            return _parse_message(request, data["message"], {**base, **profile})
+            return _parse_message(request, data["message"], {**base, **_profile(request.sender)})
         if isinstance(request, ViberConversationStartedRequest):
-            return Inbound(**base, kind=Kind.STARTED, context=request.context or None, **_profile(request.user))
+            context = as_str(request.context) or None
+            return Inbound(**base, kind=Kind.STARTED, context=context, **_profile(request.user))
         if isinstance(request, ViberSubscribedRequest):
             return Inbound(**base, kind=Kind.SUBSCRIBED, **_profile(request.user))
         if isinstance(request, ViberUnsubscribedRequest):
@@ -163,7 +156,7 @@ class ViberAdapter:
             receipt = Receipt(
                 platform_message_id=str(request.message_token),
                 status=RECEIPT_EVENTS[data["event"]],
-                error=request.desc if isinstance(request, ViberFailedRequest) else None,
+                error=as_str(request.desc) if isinstance(request, ViberFailedRequest) else None,
             )
             return Inbound(**base, kind=Kind.RECEIPT, receipt=receipt)
         return None
@@ -180,7 +173,8 @@ class ViberAdapter:
             text, buttons = numbered_choices(out), []
         buttons = buttons or []
         if out.request_location:
-            picker = {"ActionType": "location-picker", "ActionBody": "location", "Text": out.location_label or "📍"}
+            label = visible(out.location_label, "📍")
+            picker = {"ActionType": "location-picker", "ActionBody": "location", "Text": label}
             buttons.append({**picker, "Columns": 6, "Rows": 1})
         keyboard = {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons} if buttons else None
         sender = {"name": truncate(self.bot_name, MAX_SENDER_NAME)}
@@ -198,7 +192,7 @@ class ViberAdapter:
         # Budget the text by bytes of the encoded request so no part exceeds 30 KB.
         overhead = len(orjson.dumps(message("", last=True)))
         chunks = split_text_within(
-            text or PLACEHOLDER, self.limits.max_text, _json_len, MAX_REQUEST_BYTES - overhead
+            visible(text), self.limits.max_text, _json_len, MAX_REQUEST_BYTES - overhead
         )
         return [message(chunk, last=i == len(chunks) - 1) for i, chunk in enumerate(chunks)]
 
@@ -275,10 +269,52 @@ class ViberAdapter:
         return f"viber: webhook set to {url} (events: {', '.join(data.get('event_types') or WEBHOOK_EVENTS)})"
 
 
+def _identify(data: Any) -> tuple[str, str, bool] | None:
+    """(dedupe key, user, answer inline?) of a raw callback; ``None`` for kinds we do not store.
+
+    Cheap dict checks only (this runs before the 200). Raises ``WebhookError``
+    when a token is not a 64-bit integer (a null token would make every later
+    token-less callback a "duplicate") or the user id is not a usable string.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        raise WebhookError("viber callback without an event")
+    event = data["event"]
+    if event == "message":
+        return f"message:{_token(data.get('message_token'))}", _user(as_dict(data.get("sender")).get("id")), False
+    if event == "conversation_started":
+        token = _token(data.get("message_token"))
+        return f"conversation_started:{token}", _user(as_dict(data.get("user")).get("id")), True
+    if event in ("subscribed", "unsubscribed"):
+        user_id = as_dict(data.get("user")).get("id") if event == "subscribed" else data.get("user_id")
+        return f"{event}:{_token(data.get('message_token') or data.get('timestamp'))}", _user(user_id), False
+    if event in RECEIPT_EVENTS:
+        address = _user(data.get("user_id"))
+        # A seen must not be dropped as a duplicate of the delivered for the same token.
+        return f"{event}:{_token(data.get('message_token'))}:{address}", address, False
+    return None  # "webhook" registration check, and kinds we do not use
+
+
+def _token(value: Any) -> int:
+    token = as_int(value, INT64_MIN, UINT64_MAX)
+    if token is None:
+        raise WebhookError("viber callback without an integer message_token")
+    return token
+
+
+def _user(value: Any) -> str:
+    address = as_address(value)
+    if address is None:
+        raise WebhookError("viber callback without a usable user id")
+    return address
+
+
 def _parse_message(request: ViberMessageRequest, raw: dict[str, Any], base: dict[str, Any]) -> Inbound | None:
+    """The event a message callback stands for; ``None`` when a field it needs is missing or mistyped."""
     message = request.message
     if isinstance(message, TextMessage):
-        text = message.text or ""
+        text = as_str(message.text)
+        if text is None:
+            return None
         if text.startswith(BUTTON_PREFIX):
             return Inbound(**base, kind=Kind.BUTTON, payload=text[len(BUTTON_PREFIX) :])
         command = slash_command(text)
@@ -288,17 +324,23 @@ def _parse_message(request: ViberMessageRequest, raw: dict[str, Any], base: dict
             return Inbound(**base, kind=Kind.COMMAND, command=name, text=args, context=context)
         return Inbound(**base, kind=Kind.TEXT, text=text)
     if isinstance(message, LocationMessage) and message.location is not None:
-        location = (float(message.location.latitude), float(message.location.longitude))
-        return Inbound(**base, kind=Kind.LOCATION, location=location)
+        location = as_coordinates(message.location.latitude, message.location.longitude)
+        return Inbound(**base, kind=Kind.LOCATION, location=location) if location else None
     if isinstance(message, ContactMessage) and message.contact is not None:
-        return Inbound(**base, kind=Kind.CONTACT, contact_phone=message.contact.phone_number)
-    if isinstance(message, PictureMessage):
-        media = Media("picture", message.media, None, raw.get("file_name"))
-        return Inbound(**base, kind=Kind.MEDIA, media=media, text=message.text or "")
-    if isinstance(message, VideoMessage):
-        return Inbound(**base, kind=Kind.MEDIA, media=Media("video", message.media), text=message.text or "")
-    if isinstance(message, FileMessage):
-        return Inbound(**base, kind=Kind.MEDIA, media=Media("file", message.media, None, message.file_name))
+        phone = as_str(message.contact.phone_number)
+        return Inbound(**base, kind=Kind.CONTACT, contact_phone=phone) if phone else None
+    if isinstance(message, (PictureMessage, VideoMessage, FileMessage)):
+        ref = as_str(message.media)
+        if not ref:
+            return None
+        if isinstance(message, PictureMessage):
+            media = Media("picture", ref, None, as_str(raw.get("file_name")))
+        elif isinstance(message, VideoMessage):
+            media = Media("video", ref)
+        else:
+            media = Media("file", ref, None, as_str(message.file_name))
+        caption = as_str(getattr(message, "text", None)) or ""  # files have no caption
+        return Inbound(**base, kind=Kind.MEDIA, media=media, text=caption)
     return None  # sticker, url, rich_media: nothing a dialog can use
 
 
@@ -322,7 +364,7 @@ def _reply_buttons(out: Outbound) -> list[dict[str, Any]] | None:
         {
             "ActionType": "reply",
             "ActionBody": BUTTON_PREFIX + button_token(b.id, i, ViberAdapter.limits.max_payload_bytes),
-            "Text": truncate(b.label, ViberAdapter.limits.max_button_label),
+            "Text": truncate(visible(b.label), ViberAdapter.limits.max_button_label),
             "Columns": columns[i],
             "Rows": 1,
             "Silent": True,  # the raw "btn:..." body would otherwise appear in the chat
@@ -332,13 +374,14 @@ def _reply_buttons(out: Outbound) -> list[dict[str, Any]] | None:
 
 
 def _profile(user: Any) -> dict[str, Any]:
-    return {"first_name": first_word(user.name), "language_code": user.language}
+    """first_name and language_code of a viberbot ``UserProfile``; a field of the wrong type is absent."""
+    return {"first_name": first_word(user.name), "language_code": as_str(user.language, MAX_LANGUAGE)}
 
 
 def _from_millis(value: Any) -> datetime:
     try:
         return datetime.fromtimestamp(int(value) / 1000, timezone.utc)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(timezone.utc)
 
 

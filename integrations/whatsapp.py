@@ -22,18 +22,26 @@ import orjson
 from bot.events import Inbound, Kind, Media, Receipt
 from bot.messages import Outbound, SendResult
 from integrations.base import (
-    PLACEHOLDER,
+    MAX_EVENT_ID,
     InboxItem,
     Limits,
     WebhookError,
+    as_address,
+    as_coordinates,
+    as_dict,
+    as_int,
+    as_str,
     button_token,
+    checked_parse,
     deliver_parts,
     first_word,
     numbered_choices,
+    same_secret,
     slash_command,
     split_tail,
     split_text,
     truncate,
+    visible,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +64,11 @@ WINDOW_CLOSED = 131047
 PAIR_RATE_LIMIT = 131056  # too many messages to this one user
 # Limits of the whole business number or app: slow the channel down, not one chat.
 CHANNEL_RATE_LIMITS = {130429, 131057, 4, 80007}
-STOP_PREFIX = "stop"  # template quick-reply payloads like STOP_PROMOS are opt-outs
+# Template quick-reply payloads that are opt-outs: "STOP", "STOP_PROMOS", "stop-all", "Stop news"
+# (but not "STOPOVER_INFO"); compared upper-cased.
+STOP_PAYLOAD = "STOP"
+STOP_PREFIXES = ("STOP_", "STOP-", "STOP ")
+MAX_STATUS = 32  # characters of a status name ("delivered"); longer is not a status
 
 
 class WhatsAppAdapter:
@@ -98,73 +110,76 @@ class WhatsAppAdapter:
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> bool:
         given = headers.get(SIGNATURE_HEADER)
-        if not given or not self.app_secret or not given.startswith("sha256="):
+        if not isinstance(given, str) or not self.app_secret or not given.startswith("sha256="):
             return False
         expected = hmac.new(self.app_secret.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected.encode(), given[len("sha256=") :].strip().encode())
+        return same_secret(given[len("sha256=") :].strip(), expected)
 
     def verify_challenge(self, query: Mapping[str, str]) -> str | None:
         """The ``hub.challenge`` to echo for Meta's GET handshake, or ``None`` to refuse."""
         token = query.get("hub.verify_token")
         challenge = query.get("hub.challenge")
-        if query.get("hub.mode") != "subscribe" or token is None or challenge is None or not self.verify_token:
+        if query.get("hub.mode") != "subscribe" or challenge is None or not same_secret(token, self.verify_token):
             return None
-        if not hmac.compare_digest(token.encode(), self.verify_token.encode()):
-            return None
-        return challenge
+        # Meta's challenge is a number; anything unprintable could not even be echoed back.
+        return challenge if challenge.isascii() and challenge.isprintable() else None
 
     def split(self, data: Any) -> list[InboxItem]:
         if not isinstance(data, dict) or not isinstance(data.get("entry"), list):
             raise WebhookError("whatsapp webhook without an entry list")
+        # One bad element must not cost the good ones in the same POST: each
+        # level skips what it cannot use (cheap type checks only, before the 200).
         items: list[InboxItem] = []
-        try:
-            for entry in data["entry"]:
-                for change in entry.get("changes") or []:
-                    value = change.get("value") or {}
-                    if change.get("field") != "messages":
+        for entry in _objects(data["entry"]):
+            for change in _objects(entry.get("changes")):
+                value = as_dict(change.get("value"))
+                if change.get("field") != "messages":
+                    continue
+                metadata = as_dict(value.get("metadata"))
+                if metadata.get("phone_number_id") != self.phone_number_id:
+                    continue  # another business number on the same app
+                contacts = _objects(value.get("contacts"))
+                for message in _objects(value.get("messages")):
+                    contact = _contact_for(message, contacts)
+                    key = _message_key(message, contact)
+                    if key is None:
+                        log.warning("whatsapp.malformed_message_skipped id=%r", str(message.get("id"))[:MAX_EVENT_ID])
                         continue
-                    metadata = value.get("metadata") or {}
-                    if metadata.get("phone_number_id") != self.phone_number_id:
-                        continue  # another business number on the same app
-                    contacts = value.get("contacts") or []
-                    for message in value.get("messages") or []:
-                        contact = _contact_for(message, contacts)
-                        address = _sender(message, contact)
-                        if address is None:
-                            log.warning("whatsapp.message_without_sender", extra={"id": message.get("id")})
-                            continue
-                        body = {"metadata": metadata, "contact": contact, "message": message}
-                        items.append(InboxItem(event_id=message["id"], address=address, body=orjson.dumps(body)))
-                    for status in value.get("statuses") or []:
-                        address = status.get("recipient_id") or status.get("recipient_user_id")
-                        if address is None:
-                            continue
-                        event_id = f"{status['id']}:{status['status']}"  # the same wamid comes once per status
-                        body = {"status": status}
-                        items.append(InboxItem(event_id=event_id, address=address, body=orjson.dumps(body)))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise WebhookError(f"whatsapp webhook of unexpected shape: {exc!r}") from exc
+                    body = {"metadata": metadata, "contact": contact, "message": message}
+                    items.append(InboxItem(event_id=key[0], address=key[1], body=orjson.dumps(body)))
+                for status in _objects(value.get("statuses")):
+                    key = _status_key(status)
+                    if key is None:
+                        log.warning("whatsapp.malformed_status_skipped id=%r", str(status.get("id"))[:MAX_EVENT_ID])
+                        continue
+                    items.append(InboxItem(event_id=key[0], address=key[1], body=orjson.dumps({"status": status})))
         return items
 
     def parse(self, body: bytes) -> Inbound | None:
-        data = orjson.loads(body)
+        return checked_parse(self.channel, self._parse, body)
+
+    def _parse(self, body: bytes) -> Inbound | None:
+        data = as_dict(orjson.loads(body))
         if "status" in data:
-            return self._parse_status(data["status"])
-        message, contact = data["message"], data.get("contact")
-        address = _sender(message, contact)
-        if address is None:
+            return self._parse_status(as_dict(data["status"]))
+        message, contact = as_dict(data.get("message")), as_dict(data.get("contact")) or None
+        key = _message_key(message, contact)
+        if key is None:
             return None
-        name = ((contact or {}).get("profile") or {}).get("name")
+        name = as_dict(as_dict(contact).get("profile")).get("name")
         base: dict[str, Any] = {
             "channel": self.channel,
-            "event_id": message["id"],
-            "address": address,
+            "event_id": key[0],
+            "address": key[1],
             "received_at": _from_seconds(message.get("timestamp")),
             "first_name": first_word(name),
         }
+        # A field of the wrong type is treated as absent, which leaves most events unusable (None).
         kind = message.get("type")
         if kind == "text":
-            text = (message.get("text") or {}).get("body") or ""
+            text = as_str(as_dict(message.get("text")).get("body"))
+            if text is None:
+                return None
             command = slash_command(text)
             if command is None:
                 return Inbound(**base, kind=Kind.TEXT, text=text)
@@ -172,46 +187,53 @@ class WhatsAppAdapter:
             context = (args or None) if name == "start" else None
             return Inbound(**base, kind=Kind.COMMAND, command=name, text=args, context=context)
         if kind == "interactive":
-            interactive = message.get("interactive") or {}
-            reply = interactive.get("button_reply") or interactive.get("list_reply")
-            if not reply or not reply.get("id"):
-                return None
-            return Inbound(**base, kind=Kind.BUTTON, payload=reply["id"])
+            interactive = as_dict(message.get("interactive"))
+            reply = as_dict(interactive.get("button_reply")) or as_dict(interactive.get("list_reply"))
+            payload = as_str(reply.get("id"))
+            return Inbound(**base, kind=Kind.BUTTON, payload=payload) if payload else None
         if kind == "button":
-            payload = (message.get("button") or {}).get("payload") or ""
-            if payload.lower().startswith(STOP_PREFIX):
+            payload = as_str(as_dict(message.get("button")).get("payload"))
+            if not payload:
+                return None
+            if _is_stop(payload):
                 return Inbound(**base, kind=Kind.COMMAND, command="stop")
             return Inbound(**base, kind=Kind.BUTTON, payload=payload)
         if kind == "location":
-            location = message.get("location") or {}
-            point = (float(location["latitude"]), float(location["longitude"]))
-            return Inbound(**base, kind=Kind.LOCATION, location=point)
+            location = as_dict(message.get("location"))
+            point = as_coordinates(location.get("latitude"), location.get("longitude"))
+            return Inbound(**base, kind=Kind.LOCATION, location=point) if point else None
         if kind in MEDIA_TYPES:
-            item = message.get(kind) or {}
-            media = Media(kind, item.get("id", ""), item.get("mime_type"), item.get("filename"))
-            return Inbound(**base, kind=Kind.MEDIA, media=media, text=item.get("caption") or "")
+            item = as_dict(message.get(kind))
+            ref = as_str(item.get("id"))
+            if not ref:
+                return None
+            media = Media(kind, ref, as_str(item.get("mime_type")), as_str(item.get("filename")))
+            return Inbound(**base, kind=Kind.MEDIA, media=media, text=as_str(item.get("caption")) or "")
         if kind == "contacts":
-            phones = [p.get("phone") for c in message.get("contacts") or [] for p in c.get("phones") or []]
+            cards = _objects(message.get("contacts"))
+            phones = [as_str(p.get("phone")) for card in cards for p in _objects(card.get("phones"))]
             phone = next((p for p in phones if p), None)
             return Inbound(**base, kind=Kind.CONTACT, contact_phone=phone) if phone else None
         return None  # reaction, system, unsupported, order, ...
 
     def _parse_status(self, status: dict[str, Any]) -> Inbound | None:
-        if status.get("status") not in RECEIPT_STATUSES:
+        key = _status_key(status)
+        if key is None or status["status"] not in RECEIPT_STATUSES:
             return None  # unknown statuses are ignored (PLATFORMS.md §3.3)
-        errors = status.get("errors") or [{}]
-        code = errors[0].get("code")
+        errors = _objects(status.get("errors"))
+        error = errors[0] if errors else {}
+        code = _error_code(error.get("code"))
         receipt = Receipt(
             platform_message_id=status["id"],
             status=status["status"],
-            error_code=str(code) if code is not None else None,
-            error=errors[0].get("title") or errors[0].get("message"),
-            unreachable=code == UNDELIVERABLE,
+            error_code=code,
+            error=as_str(error.get("title")) or as_str(error.get("message")),
+            unreachable=code == str(UNDELIVERABLE),
         )
         return Inbound(
             channel=self.channel,
-            address=status.get("recipient_id") or status.get("recipient_user_id") or "",
-            event_id=f"{status['id']}:{status['status']}",
+            address=key[1],
+            event_id=key[0],
             kind=Kind.RECEIPT,
             received_at=_from_seconds(status.get("timestamp")),
             receipt=receipt,
@@ -231,17 +253,17 @@ class WhatsAppAdapter:
             return {**envelope, "type": "text", "text": {"body": chunk, "preview_url": False}}
 
         def texts(text: str) -> list[dict[str, Any]]:
-            return [plain(chunk) for chunk in split_text(text, MAX_TEXT) if chunk]
+            return [plain(chunk) for chunk in split_text(text, MAX_TEXT) if chunk.strip()]
 
         def interactive(body: str, widget: dict[str, Any]) -> dict[str, Any]:
-            return {**envelope, "type": "interactive", "interactive": {**widget, "body": {"text": body or PLACEHOLDER}}}
+            return {**envelope, "type": "interactive", "interactive": {**widget, "body": {"text": visible(body)}}}
 
         if out.request_location:
             head, tail = split_tail(numbered_choices(out), MAX_INTERACTIVE_BODY)
             widget = {"type": "location_request_message", "action": {"name": "send_location"}}
             return texts(head) + [interactive(tail, widget)]
         if not out.buttons:
-            return texts(out.text or PLACEHOLDER)
+            return texts(visible(out.text))
         widget = _reply_buttons(out)
         if widget is not None:
             head, tail = split_tail(out.text, MAX_INTERACTIVE_BODY)
@@ -335,35 +357,79 @@ def _list(out: Outbound) -> dict[str, Any] | None:
         return None
     rows: list[dict[str, Any]] = []
     for i, b in enumerate(out.buttons):
-        row = {"id": button_token(b.id, i, MAX_ROW_ID), "title": truncate(b.label, MAX_ROW_TITLE)}
-        if row["title"] != b.label:
-            row["description"] = truncate(b.label, MAX_ROW_DESCRIPTION)
+        label = visible(b.label)
+        row = {"id": button_token(b.id, i, MAX_ROW_ID), "title": truncate(label, MAX_ROW_TITLE)}
+        if row["title"] != label:
+            row["description"] = truncate(label, MAX_ROW_DESCRIPTION)
         rows.append(row)
     if len({r["id"] for r in rows}) < len(rows) or len({r["title"] for r in rows}) < len(rows):
         return None  # truncation made titles collide: numbered text instead
-    label = truncate(out.list_label, MAX_LIST_BUTTON) if out.list_label else LIST_BUTTON_FALLBACK
+    label = truncate(visible(out.list_label, LIST_BUTTON_FALLBACK), MAX_LIST_BUTTON)
     return {"type": "list", "action": {"button": label, "sections": [{"rows": rows}]}}
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects in a list; anything else (a non-list, or non-object elements) is skipped."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _is_stop(payload: str) -> bool:
+    """True for an opt-out quick reply ("STOP", "STOP_PROMOS"); not for "STOPOVER_INFO"."""
+    upper = payload.upper()
+    return upper == STOP_PAYLOAD or upper.startswith(STOP_PREFIXES)
 
 
 def _contact_for(message: dict[str, Any], contacts: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The ``contacts[]`` entry describing the sender of ``message``."""
-    sender, user_id = message.get("from"), message.get("from_user_id")
+    sender, user_id = as_address(message.get("from")), as_address(message.get("from_user_id"))
     for contact in contacts:
         if (sender and contact.get("wa_id") == sender) or (user_id and contact.get("user_id") == user_id):
             return contact
     return contacts[0] if len(contacts) == 1 else None
 
 
+def _message_key(message: dict[str, Any], contact: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(wamid, sender) of an inbound message; ``None`` when either is missing or not a usable string."""
+    wamid = as_str(message.get("id"), MAX_EVENT_ID)
+    address = _sender(message, contact)
+    return (wamid, address) if wamid and address else None
+
+
 def _sender(message: dict[str, Any], contact: dict[str, Any] | None) -> str | None:
-    """Phone-number wa_id, or the business-scoped user id when the phone is hidden (BSUID)."""
+    """Phone-number wa_id, or the business-scoped user id when the phone is hidden (BSUID).
+
+    The first of them present decides: a malformed one makes the message unusable
+    rather than letting a later field speak for a sender we cannot read.
+    """
     contact = contact or {}
-    return message.get("from") or message.get("from_user_id") or contact.get("wa_id") or contact.get("user_id")
+    for value in (message.get("from"), message.get("from_user_id"), contact.get("wa_id"), contact.get("user_id")):
+        if value is not None and value != "":
+            return as_address(value)
+    return None
+
+
+def _status_key(status: dict[str, Any]) -> tuple[str, str] | None:
+    """(wamid:status, recipient) of a status; ``None`` when a field is missing or not a usable string.
+
+    The same wamid comes once per status, hence the status in the dedupe key.
+    """
+    wamid, name = as_str(status.get("id"), MAX_EVENT_ID), as_str(status.get("status"), MAX_STATUS)
+    recipient = status.get("recipient_id") or status.get("recipient_user_id")
+    address = as_address(recipient)
+    return (f"{wamid}:{name}", address) if wamid and name and address else None
+
+
+def _error_code(code: Any) -> str | None:
+    """A status error code as text (Meta sends an integer); ``None`` for anything else."""
+    if as_int(code) is not None:
+        return str(code)
+    return as_str(code, MAX_STATUS) or None
 
 
 def _from_seconds(value: Any) -> datetime:
     try:
         return datetime.fromtimestamp(int(value), timezone.utc)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(timezone.utc)
 
 

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
-
 from aiohttp import web
 
 from bot import store
 from bot.appkeys import DB, SETTINGS
 from bot.web import openapi
+from integrations.base import same_secret
 
 CHANNELS = ("telegram", "viber", "whatsapp", "console")
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time comparison that rejects undecodable header bytes instead of raising."""
-    try:
-        return hmac.compare_digest(given.encode(), expected.encode())
-    except UnicodeEncodeError:
-        return False
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -32,7 +23,7 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
     keys = request.app[SETTINGS].api_keys
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    valid = scheme.lower() == "bearer" and any(_same(token, key) for key in keys)
+    valid = scheme.lower() == "bearer" and any(same_secret(token, key) for key in keys)
     if not valid:
         return web.json_response(
             {"error": "missing or invalid API key (send Authorization: Bearer <key from TOUCHPOINT_API_KEYS>)"},

@@ -157,10 +157,22 @@ def test_unknown_status_value_parses_to_none():
     assert whatsapp_adapter().parse(item.body) is None
 
 
-@pytest.mark.parametrize("body", [[], {"object": "whatsapp_business_account"}, {"entry": ["x"]}, {"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": WA_PHONE_ID}, "messages": [{"from": "1"}]}}]}]}])
+@pytest.mark.parametrize("body", [[], "x", {"object": "whatsapp_business_account"}, {"entry": {"id": "1"}}])
 def test_malformed_bodies_raise_webhook_error(body):
     with pytest.raises(WebhookError):
         whatsapp_adapter().split(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"entry": ["x"]},
+        {"entry": [{"changes": "x"}]},
+        {"entry": [{"changes": [{"field": "messages", "value": {"metadata": {"phone_number_id": WA_PHONE_ID}, "messages": [{"from": "1"}]}}]}]},
+    ],
+)
+def test_malformed_elements_are_skipped_not_stored(body):
+    assert whatsapp_adapter().split(body) == []
 
 
 def test_verify_challenge():
