@@ -12,7 +12,18 @@ Why the engine, not the steps, resolves answers: the buttons of the last
 question are stored in ``state.offered``, so a press, a ``#n`` token (an
 adapter's stand-in for a too-long id), a typed label in the customer's
 language, a yes/no synonym or a typed number all resolve to the same id on
-every platform. Global commands (start, menu, help, stop, privacy, language)
+every platform.
+
+Why a pressed button resolves only against the ids offered *now*: platforms
+keep the buttons of older messages pressable (Telegram inline keyboards,
+WhatsApp reply buttons), and a double tap delivers a press after the question
+has moved on. So a button id must say what it answers (``yes:marketing``,
+``off:surveys``, never a bare ``yes`` or "toggle"), and a press whose id is
+not offered now is a stale press: nothing is recorded, the current question
+is shown again. Typed answers ("ja", "2") do resolve against the current
+question: the customer typed them after reading it.
+
+Global commands (start, menu, help, stop, privacy, language)
 work at every step; the ones that interrupt keep the interrupted dialog on a
 small stack in ``state.slots`` and resume it (re-asking its question) when
 they end.
@@ -51,6 +62,9 @@ COMMANDS = ("start", "menu", "help", "stop", "privacy", "language")
 STACK_KEY = "_stack"  # in state.slots: interrupted [dialog, step] pairs, innermost last
 MAX_STACK = 4  # deeper interruptions drop the oldest; nobody nests menus that far on purpose
 MAX_TRANSITIONS = 16  # guards against two dialogs switching to each other forever
+# Every adapter sends an id this short as itself (``integrations.base.button_token``:
+# Telegram and Viber carry 64 bytes); only a longer id travels as a positional "#n".
+MAX_PLAIN_ID_BYTES = 64
 APOSTROPHES = frozenset("'\u2019\u02bc`\u00b4")  # dropped, so "let's" matches "lets"
 CHOICE_KINDS = (Kind.TEXT, Kind.BUTTON)
 UNUSABLE_KINDS = (Kind.MEDIA, Kind.LOCATION, Kind.CONTACT)
@@ -84,8 +98,34 @@ def literal_button(id: str, label: str) -> Choice:
     return Choice(id=id, label=label)
 
 
-def yes_no() -> list[Choice]:
-    return [button(YES, "buttons.yes", means=YES), button(NO, "buttons.no", means=NO)]
+def choice_id(action: str, subject: str) -> str:
+    """A button id that names what it answers: ``choice_id("yes", "marketing")`` is "yes:marketing".
+
+    Short enough to travel as itself on every platform, never as a positional
+    "#n" that a stale press could map onto another question.
+    """
+    value = f"{action}:{subject}"
+    if len(value.encode()) > MAX_PLAIN_ID_BYTES:
+        raise ValueError(f"button id {value!r} is longer than {MAX_PLAIN_ID_BYTES} bytes")
+    return value
+
+
+def split_choice_id(choice: str) -> tuple[str, str]:
+    """("yes", "marketing") for "yes:marketing"; ("done", "") for an id without a subject."""
+    action, _, subject = choice.partition(":")
+    return action, subject
+
+
+def yes_no(subject: str) -> list[Choice]:
+    """Yes/No buttons of the question about ``subject``: ids "yes:<subject>" and "no:<subject>".
+
+    The subject is in the id so that a press on an older question's button
+    cannot answer this one; ``means`` lets typed "ja"/"nein" pick them.
+    """
+    return [
+        button(choice_id(YES, subject), "buttons.yes", means=YES),
+        button(choice_id(NO, subject), "buttons.no", means=NO),
+    ]
 
 
 # --------------------------------------------------------------------------- transitions
@@ -202,8 +242,10 @@ def resolve_choice(
 ) -> str | None:
     """The id of the offered button that ``event`` picks, or None.
 
-    ``synonyms`` maps "yes"/"no" to normalised words that pick the button
-    offered with that meaning.
+    A pressed button picks only an id offered now (or its "#n" token), never
+    by label, number or meaning: a press from an older message is not an
+    answer to this question. ``synonyms`` maps "yes"/"no" to normalised words
+    that pick the typed answer's button offered with that meaning.
     """
     if not offered:
         return None
@@ -237,7 +279,9 @@ def _by_token(token: str, ids: list[str]) -> str | None:
         return token
     if token.startswith("#") and token[1:].isascii() and token[1:].isdigit():
         index = int(token[1:])
-        if 1 <= index <= len(ids):
+        # Only an id too long to travel as itself was sent as "#n"; a "#n" aimed at a
+        # short id comes from another (older) message and must not pick this one.
+        if 1 <= index <= len(ids) and len(ids[index - 1].encode()) > MAX_PLAIN_ID_BYTES:
             return ids[index - 1]
     return None
 
@@ -499,6 +543,12 @@ class DialogEngine:
                 state.misses = 0
                 self._apply(ctx, transition)
                 return
+        if event.kind is Kind.BUTTON:
+            # A button of an older message, or a second tap after the question moved on:
+            # not an answer to this question and no misunderstanding either. Show it again.
+            log.info("dialog.stale_press %s/%s", state.dialog, state.step)
+            self._prompt(ctx)
+            return
         if event.kind in UNUSABLE_KINDS:
             # Not a misunderstanding of words, so it does not count towards the help hint.
             ctx.say(_unusable_msgid(event))

@@ -6,10 +6,13 @@ effect that the pipeline appends to the consent log with its source.
 
 from __future__ import annotations
 
-from bot.dialog import Context, Dialog, Step, Transition, button, end, go
+from bot.dialog import Context, Dialog, Step, Transition, button, choice_id, end, go, split_choice_id
 from bot.turn import ConsentChange
 
-TOGGLE_PREFIX = "t:"  # button id "t:<purpose>"; purpose ids are at most 32 ASCII characters
+# Button ids "on:<purpose>" / "off:<purpose>" say the state the customer asks for, as the
+# label does, never "invert": a stale or double-tapped "Turn off X" must not turn X back on.
+ON = "on"
+OFF = "off"
 
 
 def consent_lines(ctx: Context) -> list[str]:
@@ -29,8 +32,11 @@ def _privacy_prompt(ctx: Context) -> None:
     done = button("done", "buttons.done")
     toggles = []
     for purpose in ctx.config.consent_purposes:
-        msgid = "privacy.turn_off" if ctx.granted(purpose.id) else "privacy.turn_on"
-        toggles.append(button(TOGGLE_PREFIX + purpose.id, msgid, name=ctx.t(f"consent.{purpose.id}.name")))
+        name = ctx.t(f"consent.{purpose.id}.name")
+        if ctx.granted(purpose.id):
+            toggles.append(button(choice_id(OFF, purpose.id), "privacy.turn_off", name=name))
+        else:
+            toggles.append(button(choice_id(ON, purpose.id), "privacy.turn_on", name=name))
     text = "\n".join(
         [ctx.t("privacy.title"), *consent_lines(ctx), "", ctx.t("privacy.howto", done=ctx.t("buttons.done"))]
     )
@@ -41,13 +47,16 @@ def _privacy_chosen(ctx: Context, choice: str) -> Transition:
     if choice == "done":
         ctx.say("privacy.saved", privacy=ctx.command_word("privacy"))
         return end()
-    purpose = ctx.config.purpose(choice.removeprefix(TOGGLE_PREFIX))
-    if purpose is not None:
+    setting, purpose_id = split_choice_id(choice)
+    purpose = ctx.config.purpose(purpose_id)
+    wanted = setting == ON
+    # Already as asked (a second tap): nothing to record; the list is shown again as it stands.
+    if purpose is not None and setting in (ON, OFF) and ctx.granted(purpose.id) != wanted:
         ctx.emit(
             ConsentChange(
                 purpose=purpose.id,
                 channel=ctx.customer.channel,
-                granted=not ctx.granted(purpose.id),
+                granted=wanted,
                 source="privacy",
                 wording_version=purpose.version,
             )

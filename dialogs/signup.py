@@ -9,11 +9,15 @@ version re-asks exactly that purpose.
 Viber's conversation_started may get one reply only: the ``welcome`` step
 puts the greeting, a "Let's start" button and the other languages into a
 single message and waits for the press.
+
+Each consent question's buttons name their purpose ("yes:marketing"), so a
+double tap or a press on an earlier question's button never answers a
+question the customer has not seen (the engine re-shows the current one).
 """
 
 from __future__ import annotations
 
-from bot.dialog import YES, NO, Context, Dialog, Step, Transition, button, end, go, switch, yes_no
+from bot.dialog import NO, YES, Context, Dialog, Step, Transition, button, end, go, split_choice_id, switch, yes_no
 from bot.events import Kind
 from bot.turn import ConsentChange, SetCustomer, SetIdentity
 from dialogs.common import apply_language, language_buttons
@@ -116,17 +120,23 @@ def _current_purpose(ctx: Context) -> str | None:
 def _consent_prompt(ctx: Context) -> None:
     purpose = _current_purpose(ctx)
     if purpose is not None:
-        ctx.ask(f"consent.{purpose}.question", yes_no(), shop=ctx.config.shop_name)
+        ctx.ask(f"consent.{purpose}.question", yes_no(purpose), shop=ctx.config.shop_name)
 
 
 def _consent_chosen(ctx: Context, choice: str) -> Transition:
-    purpose = ctx.config.purpose(_current_purpose(ctx) or "")
+    answer, about = split_choice_id(choice)
+    current = _current_purpose(ctx)
+    if current is not None and about != current:
+        # The engine offers only the current question's buttons, so this cannot come from
+        # a press; recording it would answer a question the customer has not seen.
+        return go("consent")
+    purpose = ctx.config.purpose(current or "")
     if purpose is not None:
         ctx.emit(
             ConsentChange(
                 purpose=purpose.id,
                 channel=ctx.customer.channel,
-                granted=choice == YES,
+                granted=answer == YES,
                 source="signup",
                 wording_version=purpose.version,
             )

@@ -126,6 +126,13 @@ class Chat:
     async def command(self, name: str, args: str = "") -> list[Outbound]:
         return await self.event(Kind.COMMAND, command=name, text=args, context=args or None)
 
+    async def answer(self, meaning: str) -> list[Outbound]:
+        """Press the offered "yes:<subject>" / "no:<subject>" button of the open question."""
+        for button_id, _ in self.buttons:
+            if button_id.split(":")[0] == meaning:
+                return await self.press(button_id)
+        raise AssertionError(f"no {meaning!r} button in {self.buttons}")
+
     async def press_label(self, label: str) -> list[Outbound]:
         """Press the offered button that shows ``label`` (fails if it is not offered)."""
         for button_id, shown in self.buttons:
@@ -210,13 +217,13 @@ def joined():
 async def signed_up(chat: Chat, answers: tuple[str, ...] = ("yes", "no", "yes", "no")) -> Chat:
     """Run the whole sign-up (a helper for tests that start after it).
 
-    "yes"/"no" are button presses; any other answer is typed.
+    "yes"/"no" press the open question's Yes/No button; any other answer is typed.
     """
     await chat.command("start")
     await chat.press("continue")
     for answer in answers:
         if answer in ("yes", "no"):
-            await chat.press(answer)
+            await chat.answer(answer)
         else:
             await chat.send(answer)
     assert chat.state.dialog is None, chat.text

@@ -57,17 +57,17 @@ async def test_privacy_toggles_a_consent_and_shows_the_list_again(make_chat, sig
     await chat.send("privacy")
     assert chat.texts[0].startswith("Here's what I may send you in this chat:\n✅ Marketing messages: on\n❌ Personal offers: off")
     assert chat.buttons == [
-        ("t:marketing", "Turn off Marketing messages"),
-        ("t:personalised", "Turn on Personal offers"),
-        ("t:location", "Turn off Offers nearby"),
-        ("t:surveys", "Turn on Surveys"),
+        ("off:marketing", "Turn off Marketing messages"),
+        ("on:personalised", "Turn on Personal offers"),
+        ("off:location", "Turn off Offers nearby"),
+        ("on:surveys", "Turn on Surveys"),
         ("done", "Done"),
     ]
-    await chat.press("t:personalised")
+    await chat.press("on:personalised")
     assert chat.consent_changes() == [("personalised", True, "privacy")]
     assert chat.effects == [ConsentChange("personalised", "telegram", True, "privacy", "1")]
     assert "✅ Personal offers: on" in chat.texts[0]
-    assert ("t:personalised", "Turn off Personal offers") in chat.buttons
+    assert ("off:personalised", "Turn off Personal offers") in chat.buttons
 
     await chat.send("1")  # the first button: turn off marketing
     assert chat.consent_changes() == [("marketing", False, "privacy")]
@@ -81,18 +81,18 @@ async def test_privacy_in_the_middle_of_signup_resumes_the_question(make_chat, t
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
-    await chat.press("yes")
+    await chat.press("yes:marketing")
     await chat.command("privacy")
     assert len(chat.texts) == 1 and "✅ Marketing messages: on" in chat.texts[0]
-    await chat.press("t:marketing")
+    await chat.press("off:marketing")
     await chat.press("done")
     # the confirmation and the resumed question travel as one message
     assert chat.texts == [
         joined(t("en", "privacy.saved", privacy="privacy"), t("en", "consent.personalised.question", shop="Shop"))
     ]
-    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
+    assert chat.buttons == [("yes:personalised", "Yes"), ("no:personalised", "No")]
     assert chat.granted("marketing") is False
-    await chat.press("yes")
+    await chat.press("yes:personalised")
     assert chat.texts == [t("en", "consent.location.question", shop="Shop")]
 
 
@@ -105,7 +105,7 @@ async def test_help_shows_command_words_and_reasks_the_current_question(make_cha
     assert "• datenschutz – ansehen und ändern" in help_text
     assert "• stopp –" in help_text and "• sprache –" in help_text
     assert chat.texts == [joined(help_text, t("de", "consent.marketing.question", shop="Shop"))]
-    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
+    assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
 
 
 async def test_help_in_english_works_for_a_spanish_customer(make_chat, t, joined):
@@ -139,7 +139,7 @@ async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(
     assert chat.texts == [t("en", "language.question")]
     await chat.press("de")
     assert chat.texts == [joined(t("de", "language.changed"), t("de", "consent.marketing.question", shop="Shop"))]
-    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
+    assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
 
 
 async def test_stale_menu_button_still_works_when_idle(make_chat, signed_up_chat, t):
@@ -203,7 +203,7 @@ async def test_agent_mode_keeps_the_bot_silent(make_chat):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
-    await chat.press("yes")
+    await chat.press("yes:marketing")
     chat.state.mode = "agent"
     for text in ("yes", "help", "menu", "hello?"):
         await chat.send(text)
@@ -247,10 +247,10 @@ async def test_media_at_a_choice_step_gets_a_helpful_answer(make_chat, t, joined
     answer = joined(t("en", msgid), t("en", "consent.marketing.question", shop="Shop"))
     await chat.event(kind, **fields)
     assert chat.texts == [answer]
-    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
+    assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
     await chat.event(kind, **fields)
     assert chat.texts == [answer]  # never escalates to the "still didn't get that" hint
-    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
+    assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
     assert chat.state.misses == 0
 
 
@@ -284,7 +284,7 @@ async def test_interrupted_dialogs_nest_and_unwind(make_chat, t, joined):
     assert chat.buttons == [("en", "English"), ("de", "Deutsch"), ("es", "Español")]
     await chat.press("es")  # back to the consent question, in Spanish
     assert chat.texts == [joined(t("es", "language.changed"), t("es", "consent.marketing.question", shop="Shop"))]
-    assert chat.buttons == [("yes", "Sí"), ("no", "No")]
+    assert chat.buttons == [("yes:marketing", "Sí"), ("no:marketing", "No")]
     assert chat.state.dialog == "signup"
 
 
@@ -298,5 +298,7 @@ async def test_viber_keyboard_reply_arrives_as_text_with_the_button_id(make_chat
     chat = make_chat(channel="viber")
     await chat.command("start")
     await chat.send("continue")  # Viber echoes a reply button's ActionBody as plain text
-    await chat.send("no")
+    await chat.send("no:marketing")
     assert chat.granted("marketing") is False
+    await chat.send("no:marketing")  # an older message's button, echoed as text: not an answer
+    assert chat.granted("personalised") is None and chat.state.misses == 1

@@ -11,11 +11,13 @@ from bot.dialog import (
     Registry,
     Step,
     button,
+    choice_id,
     end,
     go,
     literal_button,
     normalise,
     resolve_choice,
+    split_choice_id,
     stay,
     switch,
     yes_no,
@@ -53,20 +55,30 @@ def test_normalise(typed, normal):
     assert normalise(typed) == normal
 
 
-OFFERED = [{"id": "yes", "label": "Ja", "means": "yes"}, {"id": "no", "label": "Nein", "means": "no"}]
+OFFERED = [{"id": "yes:q2", "label": "Ja", "means": "yes"}, {"id": "no:q2", "label": "Nein", "means": "no"}]
 SYNONYMS = {"yes": frozenset({"ja", "yes", "ok"}), "no": frozenset({"nein", "no"})}
+LONG_ID = "product:" + "x" * 60  # 68 bytes: an adapter sends it as "#n"
+LONG_OFFERED = [{"id": "done", "label": "Done"}, {"id": LONG_ID, "label": "Buy"}]
 
 
 @pytest.mark.parametrize(
     ("kind", "value", "picked"),
     [
-        (Kind.BUTTON, "no", "no"),
-        (Kind.BUTTON, "#1", "yes"),
+        (Kind.BUTTON, "no:q2", "no:q2"),
+        # a press answers only the question its id names: never by meaning, label or position
+        (Kind.BUTTON, "yes:q1", None),
+        (Kind.BUTTON, "yes", None),
+        (Kind.BUTTON, "Ja", None),
+        (Kind.BUTTON, "1", None),
+        (Kind.BUTTON, "#1", None),  # short ids travel as themselves: this "#1" is another message's
         (Kind.BUTTON, "#3", None),
         (Kind.BUTTON, "maybe", None),
-        (Kind.TEXT, "nein!", "no"),
-        (Kind.TEXT, "OK", "yes"),
-        (Kind.TEXT, "2", "no"),
+        (Kind.TEXT, "nein!", "no:q2"),
+        (Kind.TEXT, "OK", "yes:q2"),
+        (Kind.TEXT, "2", "no:q2"),
+        (Kind.TEXT, "#2", "no:q2"),  # typed: the number 2
+        (Kind.TEXT, "no:q2", "no:q2"),  # a reply button echoed as text (Viber without prefix)
+        (Kind.TEXT, "no:q1", None),
         (Kind.TEXT, "0", None),
         (Kind.TEXT, "yes please", None),
         (Kind.TEXT, "", None),
@@ -76,6 +88,25 @@ def test_resolve_choice(kind, value, picked):
     fields = {"payload": value} if kind is Kind.BUTTON else {"text": value}
     event = Inbound(channel="telegram", address="1", event_id="e", kind=kind, **fields)
     assert resolve_choice(event, OFFERED, SYNONYMS) == picked
+
+
+@pytest.mark.parametrize(("token", "picked"), [("#2", LONG_ID), ("#1", None), ("#3", None), (LONG_ID, LONG_ID)])
+def test_hash_token_picks_only_an_id_that_had_to_travel_as_a_token(token, picked):
+    event = Inbound(channel="telegram", address="1", event_id="e", kind=Kind.BUTTON, payload=token)
+    assert resolve_choice(event, LONG_OFFERED, SYNONYMS) == picked
+
+
+def test_yes_no_ids_name_their_subject_and_stay_short():
+    choices = yes_no("marketing")
+    assert [(c.id, c.msgid, c.means) for c in choices] == [
+        ("yes:marketing", "buttons.yes", "yes"),
+        ("no:marketing", "buttons.no", "no"),
+    ]
+    assert split_choice_id("no:marketing") == ("no", "marketing")
+    assert split_choice_id("done") == ("done", "")
+    assert choice_id("off", "p" * 32) == "off:" + "p" * 32  # purpose ids are at most 32 characters
+    with pytest.raises(ValueError, match="64 bytes"):
+        yes_no("x" * 61)  # would travel as a positional "#n" on Telegram and Viber
 
 
 def test_registry_rejects_duplicates_and_missing_commands():
@@ -103,7 +134,9 @@ async def test_started_always_yields_exactly_one_message(config, i18n):
         name="chatty",
         commands=("start",),
         begin=chatty_begin,
-        steps={"ask": Step(prompt=lambda ctx: ctx.ask("signup.language_check", yes_no()), on_choice=lambda c, x: end())},
+        steps={
+            "ask": Step(prompt=lambda ctx: ctx.ask("signup.language_check", yes_no("go")), on_choice=lambda c, x: end())
+        },
     )
     engine = DialogEngine(config, i18n, registry_with(chatty))
     result = await engine.handle(turn(Kind.STARTED, is_new=True))
@@ -114,7 +147,7 @@ async def test_started_always_yields_exactly_one_message(config, i18n):
         "Welcome back!",
         "I'll write to you in English. Shall we continue?",
     ]
-    assert [b.id for b in message.buttons] == ["yes", "no"]
+    assert [b.id for b in message.buttons] == ["yes:go", "no:go"]
 
 
 def _stoppable_dialog() -> Dialog:
@@ -148,6 +181,45 @@ async def test_pressing_an_offered_stop_button_goes_to_the_step(config, i18n):
     result = await engine.handle(turn(Kind.BUTTON, state, consents=granted, payload="stop"))
     assert result.effects == [] and result.messages == []
     assert result.state.dialog is None
+
+
+def _two_questions(answers: list[str]) -> Dialog:
+    """Two Yes/No questions in a row, each with ids naming it; records what each step received."""
+
+    def answered(next_step: str | None):
+        def on_choice(ctx: Context, choice: str):
+            answers.append(choice)
+            return go(next_step) if next_step else end()
+
+        return on_choice
+
+    return Dialog(
+        name="quiz",
+        commands=("start",),
+        begin=lambda ctx: go("q1"),
+        steps={
+            "q1": Step(prompt=lambda ctx: ctx.ask("signup.language_check", yes_no("q1")), on_choice=answered("q2")),
+            "q2": Step(prompt=lambda ctx: ctx.ask("language.question", yes_no("q2")), on_choice=answered(None)),
+        },
+    )
+
+
+@pytest.mark.parametrize("stale", ["no:q1", "yes:q1", "yes", "#1", "#2", "continue"])
+async def test_a_stale_press_reasks_the_open_question_and_reaches_no_step(config, i18n, stale):
+    answers: list[str] = []
+    engine = DialogEngine(config, i18n, registry_with(_two_questions(answers)))
+    state = (await engine.handle(turn(Kind.COMMAND, command="start"))).state
+    state = (await engine.handle(turn(Kind.BUTTON, state, payload="no:q1"))).state
+    assert answers == ["no:q1"] and state.step == "q2"
+
+    result = await engine.handle(turn(Kind.BUTTON, state, payload=stale))  # a double tap or an old button
+    assert answers == ["no:q1"]  # q2 was not answered
+    assert [m.text for m in result.messages] == [i18n.text("en", "language.question")]  # no "didn't get that"
+    assert [b.id for b in result.messages[0].buttons] == ["yes:q2", "no:q2"]
+    assert (result.state.step, result.state.misses, result.effects) == ("q2", 0, [])
+
+    result = await engine.handle(turn(Kind.TEXT, result.state, text="yes"))  # typed: the open question
+    assert answers == ["no:q1", "yes:q2"]
 
 
 async def test_free_input_steps_get_text_and_media_but_commands_still_win(config, i18n):
@@ -221,7 +293,7 @@ async def test_a_stored_state_of_a_removed_dialog_falls_back_gracefully(config, 
 # buttons the customer should see), and a location request.
 SAID = {"say": "fallback.retry", "say2": "privacy.title"}
 ASKED = {
-    "ask": ("signup.language_check", yes_no(), (Button("yes", "Yes"), Button("no", "No"))),
+    "ask": ("signup.language_check", yes_no("ask"), (Button("yes:ask", "Yes"), Button("no:ask", "No"))),
     "ask2": (
         "language.question",
         [literal_button("de", "Deutsch"), literal_button("es", "Español")],

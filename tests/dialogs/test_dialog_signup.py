@@ -27,8 +27,8 @@ async def test_whole_signup_by_button_presses(make_chat, t, joined):
     answers = {"marketing": "yes", "personalised": "no", "location": "yes", "surveys": "no"}
     for purpose in PURPOSES:
         assert chat.texts == [consent_question(t, "en", purpose)]
-        assert chat.buttons == [("yes", "Yes"), ("no", "No")]
-        await chat.press(answers[purpose])
+        assert chat.buttons == [(f"yes:{purpose}", "Yes"), (f"no:{purpose}", "No")]
+        await chat.press(f"{answers[purpose]}:{purpose}")
         granted = answers[purpose] == "yes"
         assert chat.effects[0] == ConsentChange(purpose, "telegram", granted, "signup", "1")
 
@@ -110,7 +110,7 @@ async def test_change_language_at_the_start_of_signup(make_chat, t, joined):
     await chat.send("deutsch")  # a typed language name picks it
     changed = "Alles klar, ich schreibe dir ab jetzt auf Deutsch."
     assert chat.texts == [joined(changed, consent_question(t, "de", "marketing"))]
-    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
+    assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
     assert chat.locale == "de" and chat.state.locale == "de"
 
 
@@ -118,14 +118,14 @@ async def test_changing_language_mid_signup_reasks_the_same_question(make_chat, 
     chat = make_chat(language_code="en")
     await chat.command("start")
     await chat.press("continue")
-    await chat.press("yes")  # marketing
+    await chat.press("yes:marketing")
     assert chat.texts == [consent_question(t, "en", "personalised")]
 
     await chat.send("language")
     assert chat.texts == [t("en", "language.question")]
     await chat.press("es")
     assert chat.texts == [joined(t("es", "language.changed"), consent_question(t, "es", "personalised"))]
-    assert chat.buttons == [("yes", "Sí"), ("no", "No")]
+    assert chat.buttons == [("yes:personalised", "Sí"), ("no:personalised", "No")]
     assert SetCustomer(locale="es") in chat.effects
 
     await chat.send("si")
@@ -141,14 +141,14 @@ async def test_a_miss_reasks_once_then_offers_help(make_chat, t, joined):
 
     await chat.send("what is this about?")
     assert chat.texts == [joined(t("en", "fallback.retry"), question)]
-    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
+    assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
     assert chat.state.misses == 1
 
     await chat.send("purple")
     hint = t("en", "fallback.help_hint", help="help", menu="menu")
     assert "type help or menu" in hint
     assert chat.texts == [joined(hint, question)]
-    assert chat.buttons == [("yes", "Yes"), ("no", "No")]
+    assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
     assert chat.state.misses == 2
 
     await chat.send("yes")
@@ -156,16 +156,27 @@ async def test_a_miss_reasks_once_then_offers_help(make_chat, t, joined):
     assert chat.granted("marketing") is True
 
 
-async def test_numbers_and_hash_tokens_pick_offered_buttons(make_chat):
+async def test_typed_numbers_pick_offered_buttons(make_chat):
     chat = make_chat()
     await chat.command("start")
     await chat.send("1")  # Continue
-    await chat.press("#2")  # an adapter's token for the 2nd button: No
+    await chat.send("2")  # No
     assert chat.granted("marketing") is False
     await chat.send("3")  # out of range: a miss
     assert chat.state.misses == 1
-    await chat.send("#1")
+    await chat.send("#1")  # typed, so read as the number 1
     assert chat.granted("personalised") is True
+
+
+async def test_a_pressed_hash_token_never_picks_a_short_consent_button(make_chat, t):
+    """Consent ids always travel as themselves, so a "#n" press comes from another message."""
+    chat = make_chat()
+    await chat.command("start")
+    await chat.press("continue")
+    await chat.press("#1")
+    assert chat.texts == [consent_question(t, "en", "marketing")]
+    assert chat.effects == [] and chat.granted("marketing") is None
+    assert chat.state.misses == 0
 
 
 async def test_viber_conversation_started_gets_exactly_one_message(make_chat, t):
@@ -188,7 +199,7 @@ async def test_viber_welcome_language_button_switches_and_continues(make_chat, t
     await chat.event(Kind.STARTED)
     await chat.press("de")
     assert chat.texts == [joined(t("de", "language.changed"), consent_question(t, "de", "marketing"))]
-    assert chat.buttons == [("yes", "Ja"), ("no", "Nein")]
+    assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
 
 
 async def test_viber_subscribed_starts_signup_when_nothing_runs(make_chat, t, joined):
@@ -245,8 +256,8 @@ async def test_start_mid_signup_asks_only_what_is_still_open(make_chat, t):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
-    await chat.press("yes")
-    await chat.press("no")
+    await chat.press("yes:marketing")
+    await chat.press("no:personalised")
     await chat.command("start")
     await chat.press("continue")
     assert chat.texts == [consent_question(t, "en", "location")]
@@ -262,6 +273,6 @@ async def test_changed_wording_version_reasks_only_that_purpose(make_chat, signe
     await chat.command("start")
     await chat.press("continue")
     assert chat.texts == [consent_question(t, "en", "location")]
-    await chat.press("no")
+    await chat.press("no:location")
     assert chat.effects[0] == ConsentChange("location", "telegram", False, "signup", "2")
     assert chat.state.dialog is None

@@ -21,7 +21,8 @@ from bot.config import ShopConfig
 from bot.i18n import I18n
 from bot.pipeline import RateLimit
 from tests.conftest import API_KEY, Touchpoint
-from tests.web.chat import PLATFORMS, PlatformUser, Reply, read_reply, recipient
+from integrations.viber import BUTTON_PREFIX
+from tests.web.chat import PLATFORMS, PlatformUser, Reply, WireButton, read_reply, recipient
 
 I18N = I18n.load()
 START_PAYLOAD = "promo_AUTUMN26"
@@ -511,7 +512,62 @@ async def test_redelivered_webhook_does_not_advance_the_signup_twice(tp: Touchpo
     assert [(purpose, g) for purpose, g, _, _ in log] == [(purposes[0], True), (purposes[1], False)]
 
 
-# ----------------------------------------------------------------------------- 7. platform limits on the wire
+# ----------------------------------------------------------------------------- 7. stale and double-tapped buttons
+
+
+def button_id(button: WireButton) -> str:
+    """The dialog's button id a wire button carries (Viber prefixes its ActionBody)."""
+    return button.token.removeprefix(BUTTON_PREFIX)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_stale_consent_button_does_not_answer_the_next_question(tp: Touchpoint, platform: str) -> None:
+    """No on question 1, then a quick Yes on the same message: question 2 was never shown, so no answer."""
+    user = PlatformUser(tp, platform)
+    label, first_question = await _first_question(tp, user)
+    purposes = [p.id for p in config(tp).consent_purposes]
+    assert texts(await user.press(label)) == [first_question]
+    old_yes, old_no = user.button(t("en", "buttons.yes")), user.button(t("en", "buttons.no"))
+    # each id names the question it answers
+    assert (button_id(old_yes), button_id(old_no)) == (f"yes:{purposes[0]}", f"no:{purposes[0]}")
+
+    assert texts(await user.send(user.press_body(old_no))) == [question(tp, "en", purposes[1])]
+    for stale in (old_yes, old_no):
+        again = await user.send(user.press_body(stale))
+        assert texts(again) == [question(tp, "en", purposes[1])]  # shown again, nothing recorded
+        assert [button_id(b) for b in again[0].buttons] == [f"yes:{purposes[1]}", f"no:{purposes[1]}"]
+    assert await consent_log(tp, user) == [(purposes[0], False, "signup", config(tp).purpose(purposes[0]).version)]
+    assert granted(await lookup(tp, user)) == {purposes[0]: False}
+
+    assert texts(await user.press(t("en", "buttons.yes"))) == [question(tp, "en", purposes[2])]
+    assert granted(await lookup(tp, user)) == {purposes[0]: False, purposes[1]: True}
+    if platform == "telegram":  # the stale presses' spinners were stopped too
+        await eventually(lambda: _callbacks_answered(tp, 5))
+
+
+@pytest.mark.parametrize("platform", ["telegram", "whatsapp"])
+async def test_double_tapped_privacy_turn_off_leaves_it_off(tp: Touchpoint, platform: str) -> None:
+    user = PlatformUser(tp, platform)
+    answers = mixed_answers(tp)
+    await sign_up(tp, user, answers)
+    on = next(p for p, g in answers.items() if g)
+    on_name = t("en", f"consent.{on}.name")
+    version = config(tp).purpose(on).version
+
+    await user.say("privacy")
+    turn_off = user.button(t("en", "privacy.turn_off", name=on_name))
+    assert button_id(turn_off) == f"off:{on}"
+    (relisted,) = await user.send(user.press_body(turn_off))
+    assert t("en", "consent.line_off", name=on_name) in relisted.text
+    (again,) = await user.send(user.press_body(turn_off))  # the second tap, or the old list's button
+    assert t("en", "consent.line_off", name=on_name) in again.text
+    assert button_id(user.button(t("en", "privacy.turn_on", name=on_name))) == f"on:{on}"
+
+    assert granted(await lookup(tp, user)) == {**answers, on: False}
+    assert (await consent_log(tp, user))[len(answers) :] == [(on, False, "privacy", version)]
+
+
+# ----------------------------------------------------------------------------- 8. platform limits on the wire
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
