@@ -9,7 +9,6 @@ first button, and the core resolves a typed number against the same order.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,16 @@ class Outbound:
     transactional: bool = False  # replies and receipts; marketing caps never apply
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # By hand rather than dataclasses.asdict, which deep-copies: this runs for every message.
+        return {
+            "text": self.text,
+            "buttons": [{"id": b.id, "label": b.label} for b in self.buttons],
+            "style": self.style,
+            "list_label": self.list_label,
+            "request_location": self.request_location,
+            "location_label": self.location_label,
+            "transactional": self.transactional,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Outbound":
