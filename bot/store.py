@@ -55,6 +55,14 @@ _INBOX_FINISH = (
     .where(inbox_t.c.id == B("_id"))
     .values(status=B("_status"), error=B("_error"), processed_at=B("_at"), attempts=inbox_t.c.attempts + 1)
 )
+_NEWEST_CONSENTS = (
+    select(func.max(consent_t.c.id))
+    .where(consent_t.c.customer_id == conversation_t.c.customer_id)
+    .group_by(consent_t.c.purpose, consent_t.c.channel)
+    .correlate(conversation_t)
+)
+# The conversation, its customer and identity, and the customer's current
+# consents (one row each; one row of NULLs when there are none) in one statement.
 _CONVERSATION = (
     select(
         conversation_t,
@@ -62,10 +70,17 @@ _CONVERSATION = (
         customer_t.c.locale.label("customer_locale"),
         identity_t.c.id.label("identity_id"),
         identity_t.c.blocked_at,
+        consent_t.c.purpose.label("consent_purpose"),
+        consent_t.c.channel.label("consent_channel"),
+        consent_t.c.granted.label("consent_granted"),
+        consent_t.c.created_at.label("consent_at"),
+        consent_t.c.wording_version.label("consent_version"),
     )
     .join(customer_t, customer_t.c.id == conversation_t.c.customer_id)
     .join(identity_t, and_(identity_t.c.channel == conversation_t.c.channel, identity_t.c.address == conversation_t.c.address))
+    .outerjoin(consent_t, consent_t.c.id.in_(_NEWEST_CONSENTS))
     .where(conversation_t.c.channel == B("channel"), conversation_t.c.address == B("address"))
+    .order_by(consent_t.c.id)
 )
 _CURRENT_CONSENTS = (
     select(consent_t)
@@ -204,10 +219,21 @@ class Loaded:
 
 
 def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | None:
-    row = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).first()
-    if row is None:
+    rows = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).all()
+    if not rows:
         return None
-    consents = current_consents(conn, row.customer_id)
+    row = rows[0]
+    consents = [
+        ConsentState(
+            purpose=r.consent_purpose,
+            channel=r.consent_channel,
+            granted=bool(r.consent_granted),
+            updated_at=as_utc(r.consent_at),  # type: ignore[arg-type]
+            wording_version=r.consent_version,
+        )
+        for r in rows
+        if r.consent_purpose is not None
+    ]
     return Loaded(
         customer=CustomerSnapshot(
             id=row.customer_id,

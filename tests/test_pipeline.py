@@ -320,3 +320,31 @@ async def test_a_second_process_without_redis_refuses_to_run_workers_on_the_same
     again = claim_single_process(url)
     assert again is not None
     again.close()
+
+
+async def test_loading_a_conversation_gives_the_newest_consent_per_purpose_and_channel(parts: dict[str, Any]) -> None:
+    from bot import store
+    from bot.turn import ConsentChange
+
+    p = await parts["pipeline"](RecordingEngine(), workers=False)
+    loaded = await p.db.write(lambda conn: store.create_identity(conn, "console", "gina", "Gina", "de"))
+    changes = [
+        ConsentChange("marketing", "console", True, "signup", "1"),
+        ConsentChange("surveys", "console", True, "signup", "1"),
+        ConsentChange("marketing", "console", False, "stop", "1"),
+        ConsentChange("marketing", "telegram", True, "signup", "2"),
+    ]
+    await p.db.write(
+        lambda conn: store.save_turn(
+            conn, loaded=loaded, channel="console", address="gina", new_state=loaded.state, effects=changes, inbound_at=None
+        )
+    )
+    again = await p.db.read(lambda conn: store.load_conversation(conn, "console", "gina"))
+    assert again is not None and again.customer.first_name == "Gina"
+    current = {(c.purpose, c.channel): (c.granted, c.wording_version) for c in again.customer.consents}
+    assert current == {
+        ("marketing", "console"): (False, "1"),
+        ("surveys", "console"): (True, "1"),
+        ("marketing", "telegram"): (True, "2"),
+    }
+    assert again.state.version == 1
