@@ -287,7 +287,13 @@ class Pipeline:
         if sink is not None:
             sink[inbox_id] = inline_reply
         if queued:
-            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+            if self.backend.multi_process or self._ingesting:
+                await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+            else:
+                # One process owns every queue and no webhook is waiting for its 200:
+                # start the send now instead of a round trip through the outbox queue
+                # and its lanes (the sweeper still covers a crash).
+                self._spawn(self.send_conversation(channel, address))
 
     # --- sending -------------------------------------------------------------
 
