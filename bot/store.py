@@ -224,13 +224,7 @@ def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | 
         return None
     row = rows[0]
     consents = [
-        ConsentState(
-            purpose=r.consent_purpose,
-            channel=r.consent_channel,
-            granted=bool(r.consent_granted),
-            updated_at=as_utc(r.consent_at),  # type: ignore[arg-type]
-            wording_version=r.consent_version,
-        )
+        _consent(r.consent_purpose, r.consent_channel, r.consent_granted, r.consent_at, r.consent_version)
         for r in rows
         if r.consent_purpose is not None
     ]
@@ -261,16 +255,13 @@ def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | 
 def current_consents(conn: Connection, customer_id: int) -> list[ConsentState]:
     """The newest consent row per (purpose, channel) of one customer."""
     result = conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
-    return [
-        ConsentState(
-            purpose=r.purpose,
-            channel=r.channel,
-            granted=bool(r.granted),
-            updated_at=as_utc(r.created_at),  # type: ignore[arg-type]
-            wording_version=r.wording_version,
-        )
-        for r in result
-    ]
+    return [_consent(r.purpose, r.channel, r.granted, r.created_at, r.wording_version) for r in result]
+
+
+def _consent(purpose: str, channel: str, granted: Any, at: datetime, version: str) -> ConsentState:
+    return ConsentState(
+        purpose=purpose, channel=channel, granted=bool(granted), updated_at=as_utc(at), wording_version=version  # type: ignore[arg-type]
+    )
 
 
 def create_identity(

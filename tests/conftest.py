@@ -39,6 +39,14 @@ API_KEY = "test-api-key"
 BACKENDS = ["memory", "redis"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Parametrised fixture tests would silently collect nothing without the corpus.
+    if not (FIXTURES / "telegram").is_dir():
+        raise pytest.UsageError(
+            f"the shared webhook fixtures are missing: expected {FIXTURES} (the shared/ folder beside this repository)"
+        )
+
+
 def fixture_bytes(platform: str, name: str) -> bytes:
     return (FIXTURES / platform / name).read_bytes()
 
