@@ -490,11 +490,15 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         stale = await self.db.read(lambda conn: store.inbox_stale_keys(conn, now - timedelta(seconds=STALE_INBOX_AFTER)))
         due = await self.db.read(lambda conn: store.outbox_due_keys(conn, now))
-        for channel, address in stale:
-            await self.backend.queue.put(INBOX, conversation_key(channel, address))
-        for channel, address in due:
-            await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
-        return len(stale) + len(due)
+        issued = 0
+        for topic, keys in ((INBOX, stale), (OUTBOX, due)):
+            for channel, address in keys:
+                key = conversation_key(channel, address)
+                # Every process sweeps; one re-issue per conversation and interval is enough.
+                if await self.backend.dedup.first_seen(f"sweep:{topic}:{key}", ttl=SWEEP_INTERVAL * 0.8):
+                    await self.backend.queue.put(topic, key)
+                    issued += 1
+        return issued
 
     async def recover(self) -> int:
         """At start-up: every pending inbox row and due outbox row gets a wake-up."""

@@ -348,3 +348,18 @@ async def test_loading_a_conversation_gives_the_newest_consent_per_purpose_and_c
         ("marketing", "telegram"): (True, "2"),
     }
     assert again.state.version == 1
+
+
+async def test_sweepers_of_several_processes_reissue_a_lost_wakeup_once(parts: dict[str, Any]) -> None:
+    first = await parts["pipeline"](RecordingEngine(), workers=False)
+    second = await parts["pipeline"](RecordingEngine(), workers=False)
+    console = first.adapters["console"]
+    await first.accept("console", [console.item(event("hana", "lost"))])  # type: ignore[attr-defined]
+    # pretend the wake-up was lost long ago
+    await first.db.write(lambda conn: conn.execute(text("UPDATE inbox SET received_at = '2000-01-01 00:00:00.000000'")))
+    await first.backend.queue.take("inbox", max_items=10, timeout=0.1)  # drop the original wake-up
+    issued = [await first.sweep_once(), await second.sweep_once()]
+    if parts["backend"] == "redis":  # shared dedup: the second process sees it was just re-issued
+        assert sorted(issued) == [0, 1]
+    else:  # separate processes without Redis do not exist (see claim_single_process); each sweeps its own
+        assert issued == [1, 1]
