@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from bot import sqlite_fast
 from bot.messages import Outbound
 from bot.models import (
     ChannelIdentity,
@@ -188,10 +189,14 @@ def inbox_append(conn: Connection, rows: Sequence[NewInboxRow]) -> list[int | No
 
 
 def inbox_pending(conn: Connection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    if (db := sqlite_fast.driver(conn)) is not None:
+        return sqlite_fast.inbox_pending(db, channel, address, limit)
     return list(conn.execute(_INBOX_PENDING, {"channel": channel, "address": address, "limit": limit}))
 
 
 def inbox_finish(conn: Connection, inbox_id: int, status: str, error: str | None = None) -> None:
+    if (db := sqlite_fast.driver(conn)) is not None:
+        return sqlite_fast.inbox_finish(db, inbox_id, status, error, utcnow())
     conn.execute(_INBOX_FINISH, {"_id": inbox_id, "_status": status, "_error": error, "_at": utcnow()})
 
 
@@ -219,7 +224,10 @@ class Loaded:
 
 
 def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | None:
-    rows = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).all()
+    if (db := sqlite_fast.driver(conn)) is not None:
+        rows: list[Any] = sqlite_fast.conversation_rows(db, channel, address)
+    else:
+        rows = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).all()
     if not rows:
         return None
     row = rows[0]
@@ -276,40 +284,43 @@ def create_identity(
         assert loaded is not None
         return loaded
     now = utcnow()
-    customer_id = conn.execute(
-        _INSERT_CUSTOMER, {"first_name": first_name, "locale": None, "created_at": now, "updated_at": now}
-    ).scalar_one()
-    identity_id = conn.execute(
-        _INSERT_IDENTITY,
-        {
-            "customer_id": customer_id,
-            "channel": channel,
-            "address": address,
-            "display_name": first_name,
-            "language_code": language_code,
-            "deep_link": None,
-            "blocked_at": None,
-            "created_at": now,
-        },
-    ).scalar_one()
-    conversation_id = conn.execute(
-        _INSERT_CONVERSATION,
-        {
-            "channel": channel,
-            "address": address,
-            "customer_id": customer_id,
-            "dialog": None,
-            "step": None,
-            "slots": {},
-            "offered": [],
-            "locale": None,
-            "mode": "bot",
-            "misses": 0,
-            "version": 0,
-            "last_inbound_at": None,
-            "updated_at": now,
-        },
-    ).inserted_primary_key[0]
+    customer = {"first_name": first_name, "locale": None, "created_at": now, "updated_at": now}
+    db = sqlite_fast.driver(conn)
+    if db is not None:
+        customer_id = sqlite_fast.insert(db, "customer", customer)
+    else:
+        customer_id = conn.execute(_INSERT_CUSTOMER, customer).scalar_one()
+    identity = {
+        "customer_id": customer_id,
+        "channel": channel,
+        "address": address,
+        "display_name": first_name,
+        "language_code": language_code,
+        "deep_link": None,
+        "blocked_at": None,
+        "created_at": now,
+    }
+    conversation = {
+        "channel": channel,
+        "address": address,
+        "customer_id": customer_id,
+        "dialog": None,
+        "step": None,
+        "slots": {},
+        "offered": [],
+        "locale": None,
+        "mode": "bot",
+        "misses": 0,
+        "version": 0,
+        "last_inbound_at": None,
+        "updated_at": now,
+    }
+    if db is not None:
+        identity_id = sqlite_fast.insert(db, "channel_identity", identity)
+        conversation_id = sqlite_fast.insert(db, "conversation", conversation)
+    else:
+        identity_id = conn.execute(_INSERT_IDENTITY, identity).scalar_one()
+        conversation_id = conn.execute(_INSERT_CONVERSATION, conversation).inserted_primary_key[0]
     return Loaded(
         customer=CustomerSnapshot(id=customer_id, first_name=first_name, locale=None, channel=channel, is_new=True),
         state=ConversationState(),
@@ -349,8 +360,12 @@ def save_turn(
     }
     if inbound_at is not None:
         values["last_inbound_at"] = inbound_at
-    result = conn.execute(_SAVE_CONVERSATION, values)
-    if result.rowcount != 1:
+    if (db := sqlite_fast.driver(conn)) is not None:
+        where = {"id": values.pop("_id"), "version": values.pop("_version")}
+        saved = sqlite_fast.update(db, "conversation", values, where)
+    else:
+        saved = conn.execute(_SAVE_CONVERSATION, values).rowcount
+    if saved != 1:
         raise VersionConflict(f"{channel}:{address}")
     identity_values: dict[str, Any] = {}
     for effect in effects:
@@ -468,15 +483,23 @@ def outbox_add(
         for message in messages
     ]
     if rows:
-        conn.execute(_INSERT_OUTBOX, rows)  # executemany keeps the given order of ids
+        if (db := sqlite_fast.driver(conn)) is not None:
+            sqlite_fast.insert_many(db, "outbox", rows)
+        else:
+            conn.execute(_INSERT_OUTBOX, rows)  # executemany keeps the given order of ids
     return len(rows)
 
 
 def outbox_pending(conn: Connection, channel: str, address: str, limit: int = 50) -> list[Any]:
+    if (db := sqlite_fast.driver(conn)) is not None:
+        return sqlite_fast.outbox_pending(db, channel, address, limit)
     return list(conn.execute(_OUTBOX_PENDING, {"channel": channel, "address": address, "limit": limit}))
 
 
 def outbox_update(conn: Connection, outbox_id: int, **values: Any) -> None:
+    if (db := sqlite_fast.driver(conn)) is not None:
+        sqlite_fast.update(db, "outbox", values, {"id": outbox_id})
+        return
     conn.execute(_OUTBOX_UPDATE, {"_id": outbox_id, **values})
 
 
@@ -519,13 +542,13 @@ def log_messages(conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
     """Append several message-log rows at once (keys as in ``log_message``)."""
     if entries:
         now = utcnow()
-        conn.execute(
-            _INSERT_LOG,
-            [
-                {"platform_message_id": None, "created_at": now, **entry, "text": entry["text"][:4000]}
-                for entry in entries
-            ],
-        )
+        rows = [
+            {"platform_message_id": None, "created_at": now, **entry, "text": entry["text"][:4000]} for entry in entries
+        ]
+        if (db := sqlite_fast.driver(conn)) is not None:
+            sqlite_fast.insert_many(db, "message_log", rows)
+        else:
+            conn.execute(_INSERT_LOG, rows)
 
 
 # --- shop API reads ----------------------------------------------------------
