@@ -83,8 +83,8 @@ class Pipeline:
     engine: Engine
     rate_limits: Mapping[str, RateLimit] = field(default_factory=dict)
     concurrency: int = 64  # conversations handled at once by one consumer
-    busy_concurrency: int = 4  # ... while webhooks are arriving
-    busy_pause: float = 0.002  # and each waits this long (or until receipt stops) before a turn
+    busy_concurrency: int = 2  # ... while webhooks are arriving
+    busy_pause: float = 0.003  # and each waits this long (or until receipt stops) before a turn
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _stopping: bool = False
     _ingesting: int = 0
