@@ -7,6 +7,7 @@ import asyncio
 import logging
 import socket
 import sys
+from typing import Any
 
 from bot.settings import Settings
 
@@ -56,7 +57,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(app: "web.Application", sock: socket.socket) -> None:
+def _run(app: Any, sock: socket.socket) -> None:
     from aiohttp import web
 
     web.run_app(

@@ -165,7 +165,8 @@ class Pipeline:
             event = adapter.parse(row.body)
         except Exception as exc:  # noqa: BLE001 - a poison event must not stall the conversation
             log.warning("inbox.unparsable id=%s channel=%s error=%r", row.id, channel, exc)
-            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "ignored", repr(exc)[:500]))
+            error = repr(exc)[:500]  # `exc` is unbound after the block; the unit may run later
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "ignored", error))
             return
         if event is None:
             log.info("inbox.ignored id=%s channel=%s event=%s", row.id, channel, row.event_id)
@@ -183,12 +184,14 @@ class Pipeline:
             # Deterministic: the same event would fail the same way again, and
             # retrying it would hold up this customer's later messages.
             log.error("inbox.dialog_failed id=%s channel=%s", row.id, channel, exc_info=exc.__cause__)
-            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "failed", repr(exc.__cause__)[:500]))
+            error = repr(exc.__cause__)[:500]
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, "failed", error))
             return
         except Exception as exc:  # noqa: BLE001 - storage or network: worth retrying
             log.exception("inbox.failed id=%s channel=%s", row.id, channel)
             status = "failed" if row.attempts + 1 >= MAX_INBOX_ATTEMPTS else "pending"
-            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, status, repr(exc)[:500]))
+            error = repr(exc)[:500]
+            await self.db.write(lambda conn: store.inbox_finish(conn, row.id, status, error))
             if status == "pending":
                 raise
             return
