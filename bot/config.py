@@ -10,9 +10,126 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 SUPPORTED_LOCALES = ("en", "de", "es")
+ID_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class LocalText(BaseModel):
+    """A text the shop writes itself (a category name, a survey question) in each language.
+
+    English is required: it is the fallback, as in the catalogs.
+    """
+
+    en: str = Field(min_length=1)
+    de: str | None = None
+    es: str | None = None
+
+    def get(self, locale: str | None) -> str:
+        return getattr(self, locale or "en", None) or self.en
+
+
+class Category(BaseModel):
+    """A product category customers can pick as a favourite; the welcome code is ``percent`` off."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: LocalText
+    url: str = ""
+    percent: int = Field(default=10, ge=1, le=40)  # the welcome discount, at most 40 %
+
+
+class Discounts(BaseModel):
+    max_favourites: int = Field(default=5, ge=1, le=20)
+    valid_days: int = Field(default=30, ge=1)  # a welcome code's lifetime
+    max_percent: int = Field(default=40, ge=1, le=40)
+    # The link sent with each code; {url} is the category's url, {code} the code.
+    link_template: str = "{url}?code={code}"
+
+
+class Complaints(BaseModel):
+    # A full match is required; the customer may also skip the order number.
+    order_number_pattern: str = r"^[A-Za-z0-9-]{4,20}$"
+    # Loyal: at least this many orders, or a customer for at least this many months
+    # (profile attributes "order_count" and "customer_since", from the shop API).
+    loyalty_min_orders: int = Field(default=5, ge=0)
+    loyalty_min_months: int = Field(default=12, ge=0)
+    loyalty_percent: int = Field(default=20, ge=1, le=40)
+    loyalty_valid_days: int = Field(default=90, ge=1)
+
+    @field_validator("order_number_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+
+class Support(BaseModel):
+    """When people answer a handed-over conversation; the customer is told when to expect them."""
+
+    timezone: str = "UTC"
+    days: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])  # ISO weekdays, Monday = 1
+    opens: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+    closes: str = Field(default="18:00", pattern=r"^\d{2}:\d{2}$")
+    reply_within_minutes: int = Field(default=60, ge=1)
+
+
+class ConversationRules(BaseModel):
+    # A flow left for longer restarts politely instead of resuming where it stopped.
+    resume_minutes: int = Field(default=24 * 60, ge=1)
+
+
+class Intents(BaseModel):
+    # 0..1: a phrase match (rapidfuzz) or a Rasa intent below this is not trusted.
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    rasa_timeout_seconds: float = Field(default=2.0, gt=0)
+
+
+class SurveyFollowUp(BaseModel):
+    """Ask question ``ask`` next when the answer satisfies ``when`` ("<=2", ">=4", "==no")."""
+
+    when: str = Field(pattern=r"^(<=|>=|==|<|>)\s*\S+$")
+    ask: str
+
+
+class SurveyQuestion(BaseModel):
+    id: str = Field(pattern=ID_PATTERN)
+    kind: Literal["rating5", "rating10", "choice", "text"]
+    text: LocalText
+    options: list[LocalText] = Field(default_factory=list)  # for kind "choice"; answers are 1-based indexes
+    followups: list[SurveyFollowUp] = Field(default_factory=list)
+    followup_only: bool = False  # asked only when a follow-up names it
+
+
+class SurveyReward(BaseModel):
+    percent: int = Field(default=5, ge=1, le=40)
+    category: str | None = None  # None: the customer's first favourite, else the first catalog category
+    valid_days: int = Field(default=30, ge=1)
+
+
+class Survey(BaseModel):
+    id: str = Field(pattern=ID_PATTERN)
+    title: LocalText
+    questions: list[SurveyQuestion] = Field(min_length=1)
+    expire_hours: int = Field(default=72, ge=1)
+    reward: SurveyReward | None = None
+
+    @model_validator(mode="after")
+    def _followups_exist(self) -> "Survey":
+        ids = {q.id for q in self.questions}
+        for question in self.questions:
+            if question.kind == "choice" and not question.options:
+                raise ValueError(f"survey {self.id}: choice question {question.id} has no options")
+            for followup in question.followups:
+                if followup.ask not in ids:
+                    raise ValueError(f"survey {self.id}: follow-up {followup.ask!r} is not a question")
+        return self
+
+    def question(self, question_id: str) -> SurveyQuestion | None:
+        return next((q for q in self.questions if q.id == question_id), None)
 
 
 class ConsentPurpose(BaseModel):
@@ -22,7 +139,7 @@ class ConsentPurpose(BaseModel):
     re-asked; ``marketing`` purposes are all withdrawn by STOP.
     """
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    id: str = Field(pattern=ID_PATTERN)
     version: str = "1"
     marketing: bool = True
 
@@ -42,6 +159,13 @@ class ShopConfig(BaseModel):
     locales: list[str] = Field(default_factory=lambda: list(SUPPORTED_LOCALES))
     consent_purposes: list[ConsentPurpose]
     rate_limits: dict[str, ChannelRateLimit] = Field(default_factory=dict)
+    categories: list[Category] = Field(default_factory=list)
+    discounts: Discounts = Field(default_factory=Discounts)
+    complaints: Complaints = Field(default_factory=Complaints)
+    support: Support = Field(default_factory=Support)
+    conversation: ConversationRules = Field(default_factory=ConversationRules)
+    intents: Intents = Field(default_factory=Intents)
+    surveys: list[Survey] = Field(default_factory=list)
 
     @field_validator("locales")
     @classmethod
@@ -51,8 +175,25 @@ class ShopConfig(BaseModel):
             raise ValueError(f"unsupported locales {unknown}; supported: {list(SUPPORTED_LOCALES)}")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> "ShopConfig":
+        for category in self.categories:
+            if category.percent > self.discounts.max_percent:
+                raise ValueError(f"category {category.id}: {category.percent} % is above the {self.discounts.max_percent} % cap")
+        for kind in ("categories", "surveys"):
+            ids = [item.id for item in getattr(self, kind)]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"duplicate {kind} ids")
+        return self
+
     def purpose(self, purpose_id: str) -> ConsentPurpose | None:
         return next((p for p in self.consent_purposes if p.id == purpose_id), None)
+
+    def category(self, category_id: str) -> Category | None:
+        return next((c for c in self.categories if c.id == category_id), None)
+
+    def survey(self, survey_id: str) -> Survey | None:
+        return next((s for s in self.surveys if s.id == survey_id), None)
 
 
 def load_config(path: str | None) -> ShopConfig:

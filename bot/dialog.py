@@ -38,9 +38,10 @@ import copy
 import logging
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, Callable, Iterable, Mapping
 
-from bot.config import ShopConfig
+from bot.config import LocalText, ShopConfig
 from bot.events import Inbound, Kind
 from bot.i18n import FALLBACK_LOCALE, I18n
 from bot.messages import Button, Outbound
@@ -58,7 +59,10 @@ log = logging.getLogger(__name__)
 
 YES = "yes"
 NO = "no"
-COMMANDS = ("start", "menu", "help", "stop", "privacy", "language")
+# Global commands, typed as "/name" or as a word of ``commands.<name>`` in any language.
+# The first six must have a dialog; the others work once a dialog registers them.
+COMMANDS = ("start", "menu", "help", "stop", "privacy", "language", "categories", "complaint", "human")
+REQUIRED_COMMANDS = COMMANDS[:6]
 STACK_KEY = "_stack"  # in state.slots: interrupted [dialog, step] pairs, innermost last
 MAX_STACK = 4  # deeper interruptions drop the oldest; nobody nests menus that far on purpose
 MAX_TRANSITIONS = 16  # guards against two dialogs switching to each other forever
@@ -194,7 +198,7 @@ class Registry:
                 if command not in COMMANDS or command in self._commands:
                     raise ValueError(f"bad or duplicate command {command!r}")
                 self._commands[command] = dialog
-        missing = [c for c in COMMANDS if c not in self._commands]
+        missing = [c for c in REQUIRED_COMMANDS if c not in self._commands]
         if missing:
             raise ValueError(f"no dialog handles the commands {missing}")
 
@@ -203,6 +207,9 @@ class Registry:
 
     def for_command(self, command: str) -> Dialog:
         return self._commands[command]
+
+    def has_command(self, command: str | None) -> bool:
+        return command in self._commands
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -309,6 +316,11 @@ class Context:
         self.messages: list[Outbound] = []
         self.effects: list[Effect] = []
 
+    # -- time: the moment of the event, so a replayed event decides as it did the first time
+    @property
+    def now(self) -> datetime:
+        return self.event.received_at
+
     # -- identity
     @property
     def first_name(self) -> str | None:
@@ -327,6 +339,17 @@ class Context:
 
     def tn(self, msgid: str, msgid_plural: str, n: int, **params: Any) -> str:
         return self.i18n.plural(self.locale, msgid, msgid_plural, n, **params)
+
+    def local(self, text: LocalText) -> str:
+        """A text from the shop's config (a category name, a survey question) in the customer's language."""
+        return text.get(self.locale)
+
+    def percent(self, value: int | float) -> str:
+        """``percent(15)`` → "15%" / "15 %" as the locale writes it."""
+        return self.i18n.format_percent(self.locale, value / 100)
+
+    def date(self, value: date | datetime) -> str:
+        return self.i18n.format_date(self.locale, value)
 
     def command_word(self, command: str) -> str:
         """The word that runs ``command`` in the customer's language ("hilfe"), for help texts."""
@@ -431,6 +454,8 @@ class DialogEngine:
         table: dict[str, str] = {}
         for lang in languages:
             for command in COMMANDS:
+                if not self.registry.has_command(command):
+                    continue
                 for word in self.i18n.words(lang, f"commands.{command}"):
                     table.setdefault(normalise(word), command)
         return table
@@ -491,6 +516,10 @@ class DialogEngine:
 
     def command_of(self, event: Inbound) -> str | None:
         """The global command an event asks for, in any configured language, or None."""
+        command = self._command_of(event)
+        return command if self.registry.has_command(command) else None
+
+    def _command_of(self, event: Inbound) -> str | None:
         if event.kind is Kind.COMMAND:
             name = (event.command or "").split("@")[0].strip().lower()
             return name if name in COMMANDS else self._command_words.get(normalise(name))

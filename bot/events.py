@@ -30,6 +30,10 @@ class Kind(StrEnum):
     RESUBSCRIBED = "resubscribed"  # Telegram my_chat_member kicked -> member
     RECEIPT = "receipt"  # delivered / read / failed for one of our messages
     EDITED = "edited"  # an edited message: never re-runs a step
+    # Not from a platform: the shop or a timer starts a dialog in this conversation
+    # (an order survey). ``payload`` is JSON {"dialog": name, "slots": {...}}. It goes
+    # through the inbox like a webhook, so it is deduplicated, ordered and durable.
+    TRIGGER = "trigger"
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,12 +77,20 @@ class I18n:
 
     @classmethod
     def load(cls, locales_dir: Path | None = None) -> "I18n":
-        """Read every ``<lang>/LC_MESSAGES/messages.po`` below ``locales_dir``."""
+        """Read every ``<lang>/LC_MESSAGES/*.po`` below ``locales_dir``.
+
+        One file per flow (messages.po, categories.po, complaint.po ...), all
+        merged into the language's one catalog: ids are unique across files.
+        """
         base = Path(locales_dir) if locales_dir is not None else default_locales_dir()
-        catalogs = {
-            po.parent.parent.name: _compile(po, po.parent.parent.name)
-            for po in sorted(base.glob("*/LC_MESSAGES/messages.po"))
-        }
+        catalogs: dict[str, Translations] = {}
+        for po in sorted(base.glob("*/LC_MESSAGES/*.po")):
+            lang = po.parent.parent.name
+            compiled = _compile(po, lang)
+            if lang in catalogs:
+                catalogs[lang].merge(compiled)
+            else:
+                catalogs[lang] = compiled
         return cls(catalogs)
 
     @property

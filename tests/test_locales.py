@@ -21,7 +21,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
 from bot.config import load_config
-from bot.dialog import normalise
+from bot.dialog import COMMANDS, normalise
 from bot.i18n import I18n
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,17 @@ CAPITALISED_WORD_RE = re.compile(r"\b[A-Z][a-z]{2,}")
 
 
 def load_catalog(lang: str) -> Catalog:
-    with (LOCALES_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as fh:
-        return read_po(fh, locale=lang)
+    """Every ``.po`` file of a language merged into one catalog; an id defined twice fails."""
+    merged = Catalog(locale=lang)
+    for po in sorted((LOCALES_DIR / lang / "LC_MESSAGES").glob("*.po")):
+        with po.open("rb") as fh:
+            part = read_po(fh, locale=lang)
+        for message in part:
+            if not message.id:
+                continue
+            assert message.id not in merged, f"{lang}: {message.id!r} is defined twice ({po.name})"
+            merged[message.id] = message
+    return merged
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +143,7 @@ def test_typed_words_never_mean_two_things():
     """A yes-word is never a no-word or a command, in any language (English words work everywhere)."""
     i18n = I18n.load(LOCALES_DIR)
     meanings: dict[str, set[str]] = {}
-    groups = ["words.yes", "words.no"] + [f"commands.{c}" for c in ("start", "menu", "help", "stop", "privacy", "language")]
+    groups = ["words.yes", "words.no"] + [f"commands.{c}" for c in COMMANDS]
     for lang in LANGS:
         for group in groups:
             words = i18n.words(lang, group)

@@ -23,13 +23,22 @@ from bot.events import Inbound, Kind
 from bot.i18n import I18n
 from bot.messages import Outbound
 from bot.turn import (
+    CodeState,
     ConsentChange,
     ConsentState,
     ConversationState,
     CustomerSnapshot,
     Effect,
+    EraseCustomer,
+    Handoff,
+    IssueCode,
+    OpenTicket,
+    PauseMarketing,
+    SaveCategories,
     SetCustomer,
     SetIdentity,
+    SurveyAnswer,
+    SurveyStatus,
     TurnInput,
 )
 
@@ -61,6 +70,20 @@ class Chat:
         self.consent_log: list[ConsentChange] = []
         self.blocked = False
         self.deep_link: str | None = None
+        self.categories: tuple[str, ...] = ()
+        self.codes: list[IssueCode] = []  # every code issued, usable or not
+        self.redeemed: set[str] = set()
+        self.tickets: list[OpenTicket] = []
+        self.handoffs: list[Handoff] = []
+        self.survey_answers: list[SurveyAnswer] = []
+        self.survey_status: dict[tuple[str, str], str] = {}
+        self.attributes: dict[str, Any] = {}
+        self.created_at = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        self.paused_until: datetime | None = None
+        self.erased = False
+        self.other_effects: list[Effect] = []  # SendMyData and anything the store handles alone
+        # The clock of the next event (``received_at``); None: the real time.
+        self.now: datetime | None = None
         self.turns = 0
         # the last turn
         self.messages: list[Outbound] = []
@@ -73,6 +96,12 @@ class Chat:
             current[(change.purpose, change.channel)] = ConsentState(
                 change.purpose, change.channel, change.granted, datetime.now(timezone.utc), change.wording_version
             )
+        now = self.now or datetime.now(timezone.utc)
+        usable = tuple(
+            CodeState(c.code, c.category, c.percent, c.expires_at, c.source)
+            for c in self.codes
+            if c.expires_at > now and c.code not in self.redeemed
+        )
         return CustomerSnapshot(
             id=1,
             first_name=self.first_name,
@@ -80,6 +109,11 @@ class Chat:
             channel=self.channel,
             consents=tuple(current.values()),
             is_new=self.turns == 0,
+            categories=self.categories,
+            codes=usable,
+            attributes=dict(self.attributes),
+            created_at=self.created_at,
+            marketing_paused_until=self.paused_until,
         )
 
     def granted(self, purpose: str) -> bool | None:
@@ -91,6 +125,8 @@ class Chat:
         fields.setdefault("first_name", self.platform_first_name)
         fields.setdefault("language_code", self.language_code)
         fields.setdefault("chat_type", self.chat_type)
+        if self.now is not None:
+            fields.setdefault("received_at", self.now)
         inbound = Inbound(
             channel=self.channel, address=self.address, event_id=f"e{next(_event_ids)}", kind=kind, **fields
         )
@@ -98,7 +134,9 @@ class Chat:
         assert result.state is not self.state, "the engine must return a new state, not mutate its input"
         self.turns += 1
         # stored as JSON between turns, like every state store does
-        self.state = ConversationState(**json.loads(json.dumps(dataclasses.asdict(result.state))))
+        stored = json.loads(json.dumps(dataclasses.asdict(result.state), default=str))
+        stored["last_inbound_at"] = inbound.received_at  # the pipeline records the customer's last message
+        self.state = ConversationState(**stored)
         self.state.version += 1
         self.messages, self.effects = result.messages, result.effects
         for effect in result.effects:
@@ -116,6 +154,34 @@ class Chat:
                 self.blocked = effect.blocked
             if effect.deep_link is not None:
                 self.deep_link = effect.deep_link
+        elif isinstance(effect, SaveCategories):
+            self.categories = tuple(effect.categories)
+        elif isinstance(effect, IssueCode):
+            once = effect.reference is not None and any(
+                (c.source, c.reference) == (effect.source, effect.reference) for c in self.codes
+            )
+            if not once:
+                self.codes.append(effect)
+        elif isinstance(effect, OpenTicket):
+            self.tickets.append(effect)
+        elif isinstance(effect, Handoff):
+            self.handoffs.append(effect)
+        elif isinstance(effect, SurveyAnswer):
+            self.survey_answers.append(effect)
+        elif isinstance(effect, SurveyStatus):
+            self.survey_status[(effect.survey, effect.order)] = effect.status
+        elif isinstance(effect, PauseMarketing):
+            self.paused_until = effect.until
+        elif isinstance(effect, EraseCustomer):
+            self.erased = True
+            self.first_name, self.categories, self.codes, self.tickets = None, (), [], []
+            self.survey_answers, self.attributes = [], {}
+        else:
+            self.other_effects.append(effect)
+
+    async def trigger(self, dialog: str, **slots: Any) -> list[Outbound]:
+        """What the pipeline delivers when the shop starts a dialog here (e.g. an order survey)."""
+        return await self.event(Kind.TRIGGER, payload=json.dumps({"dialog": dialog, "slots": slots}))
 
     async def send(self, text: str) -> list[Outbound]:
         return await self.event(Kind.TEXT, text=text)
