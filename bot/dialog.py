@@ -268,12 +268,14 @@ def resolve_choice(
     typed = normalise(raw)
     if not typed:
         return None
-    if typed.isascii() and typed.isdigit():
-        index = int(typed)
-        return ids[index - 1] if 1 <= index <= len(ids) else None
+    # A typed label wins over a position, so "7" picks the button labelled "7" of a
+    # 0-10 rating, not the seventh button.
     for option in offered:
         if normalise(option.get("label", "")) == typed:
             return option["id"]
+    if typed.isascii() and typed.isdigit():
+        index = int(typed)
+        return ids[index - 1] if 1 <= index <= len(ids) else None
     for option in offered:
         means = option.get("means")
         if means and typed in synonyms.get(means, frozenset()):
@@ -339,6 +341,10 @@ class Context:
 
     def tn(self, msgid: str, msgid_plural: str, n: int, **params: Any) -> str:
         return self.i18n.plural(self.locale, msgid, msgid_plural, n, **params)
+
+    def has_dialog(self, name: str) -> bool:
+        """Whether ``name`` is registered (menus offer only what exists)."""
+        return name in self._engine.registry.names
 
     def local(self, text: LocalText) -> str:
         """A text from the shop's config (a category name, a survey question) in the customer's language."""
