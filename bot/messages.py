@@ -20,6 +20,28 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """A location to share (a store): adapters send it as a map pin after the text."""
+
+    latitude: float
+    longitude: float
+    name: str = ""
+    address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A pre-approved WhatsApp template, the only form allowed outside the 24-hour window.
+
+    ``params`` fill the body's {{1}}, {{2}} ... in order.
+    """
+
+    name: str
+    language: str
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Outbound:
     text: str
     buttons: tuple[Button, ...] = ()
@@ -31,10 +53,13 @@ class Outbound:
     request_location: bool = False  # ask the client to share its location
     location_label: str | None = None  # label of the "share location" button
     transactional: bool = False  # replies and receipts; marketing caps never apply
+    subject: str | None = None  # e-mail subject (other channels ignore it)
+    place: Place | None = None  # a location shared after the text
+    template: Template | None = None  # WhatsApp: send this approved template instead of the text
 
     def to_dict(self) -> dict[str, Any]:
         # By hand rather than dataclasses.asdict, which deep-copies: this runs for every message.
-        return {
+        data: dict[str, Any] = {
             "text": self.text,
             "buttons": [{"id": b.id, "label": b.label} for b in self.buttons],
             "style": self.style,
@@ -43,11 +68,23 @@ class Outbound:
             "location_label": self.location_label,
             "transactional": self.transactional,
         }
+        if self.subject is not None:
+            data["subject"] = self.subject
+        if self.place is not None:
+            data["place"] = [self.place.latitude, self.place.longitude, self.place.name, self.place.address]
+        if self.template is not None:
+            data["template"] = {"name": self.template.name, "language": self.template.language, "params": list(self.template.params)}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Outbound":
         data = dict(data)
         data["buttons"] = tuple(Button(**b) for b in data.get("buttons", ()))
+        if data.get("place") is not None:
+            data["place"] = Place(*data["place"])
+        if data.get("template") is not None:
+            template = data["template"]
+            data["template"] = Template(template["name"], template["language"], tuple(template.get("params", ())))
         return cls(**data)
 
 
