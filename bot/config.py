@@ -153,6 +153,65 @@ class ChannelRateLimit(BaseModel):
     chat_burst: float = Field(default=3.0, ge=1)
 
 
+class QuietHours(BaseModel):
+    """No marketing between ``start`` and ``end`` in the customer's own time zone (may span midnight)."""
+
+    start: str = Field(default="21:00", pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+
+
+class Caps(BaseModel):
+    """Marketing touchpoints per customer over rolling windows; transactional ones do not count."""
+
+    per_day: int = Field(default=2, ge=0)
+    per_week: int = Field(default=5, ge=0)
+    # A push at least this important is deferred until the cap allows it instead of skipped.
+    defer_priority: int = Field(default=80, ge=0, le=100)
+
+
+CHANNELS = ("whatsapp", "viber", "telegram", "sms", "email")
+
+
+class Policy(BaseModel):
+    timezone: str = "UTC"  # for customers whose time zone the shop did not send
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    caps: Caps = Field(default_factory=Caps)
+    fallback_order: list[str] = Field(default_factory=lambda: list(CHANNELS))
+    # A marketing message not delivered within this time goes to the next allowed channel.
+    receipt_timeout_minutes: int = Field(default=60, ge=1)
+    # An order within this time after a click on a push's link counts as its conversion.
+    attribution_days: int = Field(default=7, ge=1)
+
+    @field_validator("fallback_order")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in CHANNELS]
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; known: {list(CHANNELS)}")
+        return value
+
+
+class WhatsAppTemplate(BaseModel):
+    """An approved template; ``params`` name the push variables that fill {{1}}, {{2}} ..."""
+
+    name: str
+    language: str = "en"
+    params: list[str] = Field(default_factory=list)
+
+
+class TouchpointRule(BaseModel):
+    """One kind of proactive message: who may get it, how important it is, and its words."""
+
+    purpose: str  # the consent purpose it needs on the chosen channel
+    transactional: bool = False  # exempt from caps and quiet hours, never from STOP
+    priority: int = Field(default=50, ge=0, le=100)
+    text: LocalText  # str.format with the push's variables, e.g. {first_name}, {product}, {url}
+    subject: LocalText | None = None  # e-mail subject
+    whatsapp_template: WhatsAppTemplate | None = None
+    cooldown_days: int = Field(default=0, ge=0)  # e.g. one cart offer per store per N days
+    discount_percent: int | None = Field(default=None, ge=1, le=40)  # a code issued with it (cart offer)
+
+
 class ShopConfig(BaseModel):
     shop_name: str = "Shop"
     default_locale: str = "en"
@@ -166,6 +225,8 @@ class ShopConfig(BaseModel):
     conversation: ConversationRules = Field(default_factory=ConversationRules)
     intents: Intents = Field(default_factory=Intents)
     surveys: list[Survey] = Field(default_factory=list)
+    policy: Policy = Field(default_factory=Policy)
+    touchpoints: dict[str, TouchpointRule] = Field(default_factory=dict)
 
     @field_validator("locales")
     @classmethod
@@ -180,6 +241,9 @@ class ShopConfig(BaseModel):
         for category in self.categories:
             if category.percent > self.discounts.max_percent:
                 raise ValueError(f"category {category.id}: {category.percent} % is above the {self.discounts.max_percent} % cap")
+        for name, rule in self.touchpoints.items():
+            if self.purpose(rule.purpose) is None:
+                raise ValueError(f"touchpoint {name}: unknown consent purpose {rule.purpose!r}")
         for kind in ("categories", "surveys"):
             ids = [item.id for item in getattr(self, kind)]
             if len(ids) != len(set(ids)):
@@ -201,7 +265,8 @@ def load_config(path: str | None) -> ShopConfig:
     data = tomllib.loads(resources.files("bot").joinpath("default_config.toml").read_text("utf-8"))
     if path:
         override = tomllib.loads(Path(path).read_text("utf-8"))
-        limits = {**data.get("rate_limits", {}), **override.pop("rate_limits", {})}
+        # Tables keyed by name merge per key, so a shop can change one touchpoint or one channel.
+        merged = {key: {**data.get(key, {}), **override.pop(key, {})} for key in ("rate_limits", "touchpoints")}
         data.update(override)
-        data["rate_limits"] = limits
+        data.update(merged)
     return ShopConfig.model_validate(data)
