@@ -263,6 +263,11 @@ class TelegramAdapter:
         parts: list[dict[str, Any]] = [{"method": "sendMessage", "chat_id": chat_id, "text": c} for c in chunks]
         if markup is not None:
             parts[-1]["reply_markup"] = markup
+        if out.place is not None:
+            # The store's pin after the text that names it (sendLocation has no caption).
+            parts.append(
+                {"method": "sendLocation", "chat_id": chat_id, "latitude": out.place.latitude, "longitude": out.place.longitude}
+            )
         return parts
 
     async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:

@@ -194,7 +194,11 @@ class ViberAdapter:
         chunks = split_text_within(
             visible(text), self.limits.max_text, _json_len, MAX_REQUEST_BYTES - overhead
         )
-        return [message(chunk, last=i == len(chunks) - 1) for i, chunk in enumerate(chunks)]
+        parts = [message(chunk, last=i == len(chunks) - 1) for i, chunk in enumerate(chunks)]
+        if out.place is not None:
+            location = {"type": "location", "location": {"lat": out.place.latitude, "lon": out.place.longitude}}
+            parts.append({**envelope, **location})
+        return parts
 
     async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
         return await deliver_parts(self.render(address, out), start_part, self._post)

@@ -248,31 +248,24 @@ class WhatsAppAdapter:
             "recipient_type": "individual",
             "to": address,
         }
-
-        def plain(chunk: str) -> dict[str, Any]:
-            return {**envelope, "type": "text", "text": {"body": chunk, "preview_url": False}}
-
-        def texts(text: str) -> list[dict[str, Any]]:
-            return [plain(chunk) for chunk in split_text(text, MAX_TEXT) if chunk.strip()]
-
-        def interactive(body: str, widget: dict[str, Any]) -> dict[str, Any]:
-            return {**envelope, "type": "interactive", "interactive": {**widget, "body": {"text": visible(body)}}}
-
-        if out.request_location:
-            head, tail = split_tail(numbered_choices(out), MAX_INTERACTIVE_BODY)
-            widget = {"type": "location_request_message", "action": {"name": "send_location"}}
-            return texts(head) + [interactive(tail, widget)]
-        if not out.buttons:
-            return texts(visible(out.text))
-        widget = _reply_buttons(out)
-        if widget is not None:
-            head, tail = split_tail(out.text, MAX_INTERACTIVE_BODY)
-            return texts(head) + [interactive(tail, widget)]
-        widget = _list(out)
-        if widget is not None:
-            chunks = split_text(out.text, MAX_TEXT)
-            return [plain(chunk) for chunk in chunks[:-1]] + [interactive(chunks[-1], widget)]
-        return texts(numbered_choices(out))
+        if out.template is not None:
+            # Outside the 24-hour window only an approved template may go; its text is Meta's, filled in order.
+            template = out.template
+            parameters = [{"type": "text", "text": visible(p)} for p in template.params]
+            spec: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+            if parameters:
+                spec["components"] = [{"type": "body", "parameters": parameters}]
+            return [{**envelope, "type": "template", "template": spec}]
+        parts = _session_parts(envelope, out)
+        if out.place is not None:
+            place = out.place
+            location: dict[str, Any] = {"latitude": place.latitude, "longitude": place.longitude}
+            if place.name:
+                location["name"] = place.name
+            if place.address:
+                location["address"] = place.address
+            parts.append({**envelope, "type": "location", "location": location})
+        return parts
 
     async def send(self, address: str, out: Outbound, *, start_part: int = 0) -> SendResult:
         return await deliver_parts(self.render(address, out), start_part, self._post)
@@ -335,6 +328,35 @@ class WhatsAppAdapter:
             f"  verify token:  {self.verify_token}\n"
             "then subscribe the 'messages' webhook field"
         )
+
+
+def _session_parts(envelope: dict[str, Any], out: Outbound) -> list[dict[str, Any]]:
+    """Free-form messages (text, buttons, lists, location request): only inside the customer-service window."""
+
+    def plain(chunk: str) -> dict[str, Any]:
+        return {**envelope, "type": "text", "text": {"body": chunk, "preview_url": False}}
+
+    def texts(text: str) -> list[dict[str, Any]]:
+        return [plain(chunk) for chunk in split_text(text, MAX_TEXT) if chunk.strip()]
+
+    def interactive(body: str, widget: dict[str, Any]) -> dict[str, Any]:
+        return {**envelope, "type": "interactive", "interactive": {**widget, "body": {"text": visible(body)}}}
+
+    if out.request_location:
+        head, tail = split_tail(numbered_choices(out), MAX_INTERACTIVE_BODY)
+        widget = {"type": "location_request_message", "action": {"name": "send_location"}}
+        return texts(head) + [interactive(tail, widget)]
+    if not out.buttons:
+        return texts(visible(out.text))
+    widget = _reply_buttons(out)
+    if widget is not None:
+        head, tail = split_tail(out.text, MAX_INTERACTIVE_BODY)
+        return texts(head) + [interactive(tail, widget)]
+    widget = _list(out)
+    if widget is not None:
+        chunks = split_text(out.text, MAX_TEXT)
+        return [plain(chunk) for chunk in chunks[:-1]] + [interactive(chunks[-1], widget)]
+    return texts(numbered_choices(out))
 
 
 def _reply_buttons(out: Outbound) -> dict[str, Any] | None:
