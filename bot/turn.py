@@ -51,6 +51,7 @@ class CodeState:
     percent: int
     expires_at: datetime
     source: str  # welcome, loyalty, survey, campaign
+    reference: str | None = None  # what a once-only code was issued for ("survey:order_feedback:A-1001")
 
 
 @dataclass(frozen=True, slots=True)

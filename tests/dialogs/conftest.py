@@ -98,7 +98,7 @@ class Chat:
             )
         now = self.now or datetime.now(timezone.utc)
         usable = tuple(
-            CodeState(c.code, c.category, c.percent, c.expires_at, c.source)
+            CodeState(c.code, c.category, c.percent, c.expires_at, c.source, c.reference)
             for c in self.codes
             if c.expires_at > now and c.code not in self.redeemed
         )
