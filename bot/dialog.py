@@ -23,23 +23,64 @@ not offered now is a stale press: nothing is recorded, the current question
 is shown again. Typed answers ("ja", "2") do resolve against the current
 question: the customer typed them after reading it.
 
-Global commands (start, menu, help, stop, privacy, language)
-work at every step; the ones that interrupt keep the interrupted dialog on a
-small stack in ``state.slots`` and resume it (re-asking its question) when
-they end.
+Global commands (start, menu, help, stop, privacy, language, and categories,
+complaint, human once a dialog registers them) work at every step; the ones
+that interrupt keep the interrupted dialog on a small stack in
+``state.slots`` and resume it (re-asking its question) when they end.
 
-The engine is pure: no database, no network, no platform names. Every
+How one customer message is routed, in order:
+
+1. A flow left waiting longer than ``conversation.resume_minutes`` since the
+   customer's previous message (``state.last_inbound_at``) is dropped with a
+   polite "let's start over"; the message is then read as if nothing were
+   running. Within that time an answer simply continues where the flow
+   stopped. A dialog a trigger started (a survey) times itself out instead.
+2. Typed "stop" (any language), then a new customer's first message
+   (sign-up), then a press of the engine's own offer (below).
+3. Nothing running: a command runs; free text goes through the intent step;
+   anything else gets "didn't understand" and the menu.
+4. A step is open: the offered choice, else a command, else the step's
+   ``on_input`` if it has one (a step that asked for free text gets it as is),
+   else the intent step, else a stale press is shown the question again, media
+   gets a hint, and a text counts as a misunderstanding.
+
+Why an intent step: customers write sentences, not command words. A text that
+is neither a command word nor an answer is classified (``bot.intents``: the
+offline phrase matcher, or an NLU service that ``handle`` asks before the
+pure turn runs; when the service cannot answer, the phrase matcher does, and
+when it answers, its answer stands, however unsure). Above
+``intents.threshold``: greeting shows the menu with a greeting, thanks gets
+"you're welcome" and the open question again, and every other intent runs the
+command of the same name if a dialog registers it (so "my coupon didn't work"
+starts the complaint dialog, which finds the sentence in ``ctx.event.text``
+and the intent in ``ctx.intent``).
+
+Misunderstandings: the first gets "sorry" and the question again (an idle
+text nobody understood counts as the first); the second in a row gets the
+engine's offer of a person ("handoff" dialog) or the menu, two buttons marked
+as the engine's in ``state.offered`` while the step stays open underneath;
+any further one, or a second without a handoff dialog, gets the hint to type
+help or menu, and the question again.
+
+TRIGGER events (the shop or a timer starts a dialog here, e.g. an order
+survey) start the named dialog with the given slots and stack whatever runs
+(a flow already left too long is dropped instead); they never count as the
+customer coming back, and do nothing in agent mode or in a group.
+
+The engine is pure: no database, no network, no platform names (the one
+await, the optional NLU call, happens in ``handle`` before the turn). Every
 customer-facing text is a message id looked up in ``locales/``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from bot.config import LocalText, ShopConfig
 from bot.events import Inbound, Kind
@@ -54,6 +95,9 @@ from bot.turn import (
     TurnInput,
     TurnResult,
 )
+
+if TYPE_CHECKING:
+    from bot.intents import Intent, IntentMatcher, NluBackend
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +116,16 @@ MAX_PLAIN_ID_BYTES = 64
 APOSTROPHES = frozenset("'\u2019\u02bc`\u00b4")  # dropped, so "let's" matches "lets"
 CHOICE_KINDS = (Kind.TEXT, Kind.BUTTON)
 UNUSABLE_KINDS = (Kind.MEDIA, Kind.LOCATION, Kind.CONTACT)
+# The customer writing to us: only these can find a flow left for too long.
+RETURNING_KINDS = (Kind.TEXT, Kind.BUTTON, Kind.COMMAND, *UNUSABLE_KINDS)
+# Intents that run the command of the same name; "greeting" and "thanks" the engine answers itself.
+INTENT_COMMANDS = ("help", "menu", "stop", "privacy", "language", "categories", "complaint", "human")
+GREETING = "greeting"
+THANKS = "thanks"
+HANDOFF_DIALOG = "handoff"  # offered after two misunderstandings in a row, when registered
+OFFER_MARK = "by"  # key in a state.offered entry: "engine" marks the engine's own offer ...
+ENGINE = "engine"  # ... so a step that offers a "handoff" button of its own still gets it
+TRIGGERED_KEY = "_triggered"  # in state.slots: the dialog a trigger started (it times itself out)
 
 
 # --------------------------------------------------------------------------- buttons
@@ -306,7 +360,12 @@ class Context:
     """
 
     def __init__(
-        self, engine: DialogEngine, turn: TurnInput, state: ConversationState, locale: str
+        self,
+        engine: DialogEngine,
+        turn: TurnInput,
+        state: ConversationState,
+        locale: str,
+        parsed: Intent | None = None,
     ) -> None:
         self._engine = engine
         self.event: Inbound = turn.event
@@ -317,6 +376,9 @@ class Context:
         self.locale = locale
         self.messages: list[Outbound] = []
         self.effects: list[Effect] = []
+        # The intent that routed this turn's text ("my coupon didn't work" → complaint), if any.
+        self.intent: Intent | None = None
+        self.parsed = parsed  # the NLU backend's answer for the text, asked before the turn
 
     # -- time: the moment of the event, so a replayed event decides as it did the first time
     @property
@@ -426,17 +488,33 @@ class Context:
 class DialogEngine:
     """Runs one conversation turn; see the module docstring for the rules.
 
-    ``registry`` defaults to the dialogs listed in ``dialogs/__init__.py``.
+    ``registry`` defaults to the dialogs listed in ``dialogs/__init__.py``;
+    ``matcher`` to the phrase lists in ``locales/``; ``nlu`` (e.g. Rasa) is
+    asked first when given.
     """
 
-    def __init__(self, config: ShopConfig, i18n: I18n, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        config: ShopConfig,
+        i18n: I18n,
+        registry: Registry | None = None,
+        *,
+        nlu: NluBackend | None = None,
+        matcher: IntentMatcher | None = None,
+    ) -> None:
         if registry is None:
             from dialogs import build_registry  # dialogs import this module; import late
 
             registry = build_registry()
+        if matcher is None:
+            from bot.intents import default_matcher  # it imports this module's normalise
+
+            matcher = default_matcher()
         self.config = config
         self.i18n = i18n
         self.registry = registry
+        self.nlu = nlu
+        self.matcher = matcher
         languages = self._languages()
         self._command_words = self._word_table(languages)
         self._synonyms = {
@@ -468,37 +546,72 @@ class DialogEngine:
 
     # -- entry point
     async def handle(self, turn: TurnInput) -> TurnResult:
-        return self.run(turn)
+        """One turn; the NLU backend, if any, is asked first and only for text that needs an intent."""
+        parsed = None
+        if self.nlu is not None and self.may_need_intent(turn):
+            try:
+                parsed = await self.nlu.parse(turn.event.text, message_id=turn.event.event_id)
+            except Exception:  # noqa: BLE001 - a broken backend must not cost the customer an answer
+                log.exception("nlu.failed; using phrase matcher")
+        return self.run(turn, parsed)
 
-    def run(self, turn: TurnInput) -> TurnResult:
-        """The synchronous core of ``handle`` (no I/O happens in a turn)."""
+    def may_need_intent(self, turn: TurnInput) -> bool:
+        """Whether the turn may classify its text: cheap, so buttons, commands and answers never reach NLU."""
+        event, state = turn.event, turn.state
+        if event.kind is not Kind.TEXT or state.mode != "bot" or event.chat_type == "group":
+            return False
+        if not any(ch.isalpha() for ch in event.text) or self.command_of(event) is not None:
+            return False
+        if turn.customer.is_new and state.dialog is None:
+            return False  # the sign-up comes first
+        step = self._current_step(state)
+        if step is None or self._expired(state, event):
+            return True
+        if step.on_input is not None:
+            return False
+        synonyms = self._synonyms.get(self.resolve_locale(turn), {})
+        return resolve_choice(event, state.offered, synonyms) is None
+
+    def run(self, turn: TurnInput, parsed: Intent | None = None) -> TurnResult:
+        """The synchronous core of ``handle`` (no I/O happens in a turn).
+
+        ``parsed`` is the NLU backend's intent for the text when it answered;
+        otherwise the phrase matcher classifies the text if the turn needs it.
+        """
         event, customer = turn.event, turn.customer
         state = copy.deepcopy(turn.state)
         if event.kind in (Kind.RECEIPT, Kind.EDITED):
             return TurnResult(state=state)
         if state.dialog is not None and state.dialog not in self.registry.names:
             log.warning("dialog.unknown_in_state %s", state.dialog)  # removed in an upgrade: start afresh
-            state.dialog, state.step, state.slots, state.offered, state.misses = None, None, {}, [], 0
+            _drop_flow(state)
         if event.kind is Kind.UNSUBSCRIBED:
             return self._unsubscribed(state, customer)
         if event.kind is Kind.RESUBSCRIBED:
             return TurnResult(state=state, effects=[SetIdentity(blocked=False)])
 
-        ctx = Context(self, turn, state, self.resolve_locale(turn))
+        ctx = Context(self, turn, state, self.resolve_locale(turn), parsed)
         command = self.command_of(event)
         if state.mode == "agent":
             return self._silent(turn, command)
         if event.chat_type == "group":
             return self._group(turn, command)
 
-        if event.kind is Kind.STARTED:
+        if event.kind is Kind.TRIGGER:
+            self._trigger(ctx)
+        elif event.kind is Kind.STARTED:
             self._run_command(ctx, "start")
             ctx.messages = _single_message(ctx.messages)  # Viber: one reply, in the HTTP response
         elif event.kind is Kind.SUBSCRIBED:
             if state.dialog is None:
                 self._run_command(ctx, "start")
         else:
-            self._dispatch(ctx, command)
+            restarted = event.kind in RETURNING_KINDS and self._expired(state, event)
+            if restarted:
+                log.info("dialog.expired %s/%s", state.dialog, state.step)
+                ctx.say("engine.start_over")
+                _drop_flow(state)
+            self._dispatch(ctx, command, restarted=restarted)
 
         if state.dialog is None:
             state.step, state.slots, state.offered, state.misses = None, {}, [], 0
@@ -543,8 +656,34 @@ class DialogEngine:
             return self._command_words.get(normalise(payload)) if payload else None
         return None
 
+    def intent_of(self, ctx: Context) -> Intent | None:
+        """The intent of a typed text worth acting on: confident enough, and something we can do."""
+        if ctx.event.kind is not Kind.TEXT:
+            return None
+        intent = ctx.parsed if ctx.parsed is not None else self.matcher.match(ctx.event.text, ctx.locale)
+        if intent is None or intent.confidence < self.config.intents.threshold:
+            return None
+        if intent.name in (GREETING, THANKS):
+            return intent
+        if intent.name in INTENT_COMMANDS and self.registry.has_command(intent.name):
+            return intent
+        return None
+
+    def _expired(self, state: ConversationState, event: Inbound) -> bool:
+        """A flow the customer left at a step longer ago than the resume time.
+
+        A dialog that a trigger started (a survey) asked a question the customer
+        never chose to start: it decides itself how long that stays open.
+        """
+        if state.dialog is None or state.step is None or state.slots.get(TRIGGERED_KEY) == state.dialog:
+            return False
+        since = _utc(state.last_inbound_at)
+        if since is None:
+            return False
+        return _utc(event.received_at) - since > timedelta(minutes=self.config.conversation.resume_minutes)
+
     # -- routing
-    def _dispatch(self, ctx: Context, command: str | None) -> None:
+    def _dispatch(self, ctx: Context, command: str | None, *, restarted: bool = False) -> None:
         state, event = ctx.state, ctx.event
         step = self._current_step(state)
         choice = None
@@ -558,12 +697,19 @@ class DialogEngine:
         if ctx.customer.is_new and state.dialog is None:
             self._run_command(ctx, "start")
             return
+        if choice is not None and _offered_by_engine(state, choice):
+            self._take_offer(ctx, choice)
+            return
         if step is None:
             if command:
                 self._run_command(ctx, command)
-            else:
+            elif restarted:
+                if not self._understood(ctx):
+                    self._run_command(ctx, "menu")  # a fresh start, not a misunderstanding
+            elif not self._understood(ctx):
                 ctx.say("fallback.idle")
                 self._run_command(ctx, "menu")
+                state.misses = 1  # the first misunderstanding: one more and a person is offered
             return
         if choice is not None:
             state.misses = 0
@@ -578,6 +724,8 @@ class DialogEngine:
                 state.misses = 0
                 self._apply(ctx, transition)
                 return
+        elif self._understood(ctx):
+            return
         if event.kind is Kind.BUTTON:
             # A button of an older message, or a second tap after the question moved on:
             # not an answer to this question and no misunderstanding either. Show it again.
@@ -591,16 +739,69 @@ class DialogEngine:
             return
         self._miss(ctx)
 
+    def _understood(self, ctx: Context) -> bool:
+        """Act on the intent of a free text; False when there is none worth acting on."""
+        intent = self.intent_of(ctx)
+        if intent is None:
+            return False
+        log.info("intent.matched name=%s confidence=%.2f", intent.name, intent.confidence)
+        ctx.intent = intent
+        ctx.state.misses = 0
+        if intent.name == GREETING:
+            self._run_command(ctx, "menu", greeting="back")
+        elif intent.name == THANKS:
+            ctx.say("engine.you_are_welcome")
+            self._prompt(ctx)
+        else:
+            self._run_command(ctx, intent.name)
+        return True
+
     def _miss(self, ctx: Context) -> None:
-        ctx.state.misses += 1
-        if ctx.state.misses == 1:
+        state = ctx.state
+        state.misses += 1
+        if state.misses == 1:
             ctx.say("fallback.retry")
+        elif state.misses == 2 and HANDOFF_DIALOG in self.registry.names and state.dialog != HANDOFF_DIALOG:
+            self._offer_person(ctx)
+            return
         else:
             ctx.say("fallback.help_hint", help=ctx.command_word("help"), menu=ctx.command_word("menu"))
         self._prompt(ctx)
 
-    def _run_command(self, ctx: Context, command: str) -> None:
-        dialog = self.registry.for_command(command)
+    def _offer_person(self, ctx: Context) -> None:
+        """Two misunderstandings in a row: a person, or the menu. The step stays open underneath."""
+        ctx.ask("engine.offer_person", [button(HANDOFF_DIALOG, "engine.person"), button("menu", "engine.menu")])
+        for entry in ctx.state.offered:
+            entry[OFFER_MARK] = ENGINE
+
+    def _take_offer(self, ctx: Context, choice: str) -> None:
+        ctx.state.misses = 0
+        if choice == HANDOFF_DIALOG and HANDOFF_DIALOG in self.registry.names:
+            self._interrupt(ctx, self.registry.get(HANDOFF_DIALOG), {})
+        else:
+            self._run_command(ctx, "menu")
+
+    def _trigger(self, ctx: Context) -> None:
+        """The shop or a timer starts a dialog here (an order survey); whatever runs waits on the stack."""
+        request = _trigger_request(ctx.event.payload)
+        if request is None:
+            log.warning("trigger.bad_payload channel=%s event=%s", ctx.event.channel, ctx.event.event_id)
+            return
+        name, slots = request
+        if name not in self.registry.names:
+            log.warning("trigger.unknown_dialog %s channel=%s event=%s", name, ctx.event.channel, ctx.event.event_id)
+            return
+        if self._expired(ctx.state, ctx.event):
+            _drop_flow(ctx.state)  # left long ago: not worth resuming after the triggered dialog
+        self._interrupt(ctx, self.registry.get(name), slots)
+        if ctx.state.dialog == name:
+            ctx.state.slots[TRIGGERED_KEY] = name
+
+    def _run_command(self, ctx: Context, command: str, **slots: Any) -> None:
+        self._interrupt(ctx, self.registry.for_command(command), slots)
+
+    def _interrupt(self, ctx: Context, dialog: Dialog, slots: dict[str, Any]) -> None:
+        """Start ``dialog`` now; the running one waits on the stack, or is dropped if ``dialog`` resets."""
         state = ctx.state
         if dialog.resets:
             state.dialog, state.step, state.slots = None, None, {}
@@ -608,7 +809,7 @@ class DialogEngine:
             stack = state.slots.setdefault(STACK_KEY, [])
             stack.append([state.dialog, state.step])
             del stack[:-MAX_STACK]
-        self._start(ctx, dialog, {})
+        self._start(ctx, dialog, slots)
 
     def _start(self, ctx: Context, dialog: Dialog, slots: dict[str, Any], depth: int = 0) -> None:
         state = ctx.state
@@ -672,7 +873,7 @@ class DialogEngine:
         ]
         effects.append(SetIdentity(blocked=True))
         # The conversation is over; a returning customer starts from a clean slate.
-        state.dialog, state.step, state.slots, state.offered, state.misses = None, None, {}, [], 0
+        _drop_flow(state)
         return TurnResult(state=state, effects=effects)
 
     def _silent(self, turn: TurnInput, command: str | None) -> TurnResult:
@@ -692,6 +893,36 @@ class DialogEngine:
         scratch = Context(self, turn, ConversationState(), self.resolve_locale(turn))
         self._run_command(scratch, "help")
         return TurnResult(state=state, messages=scratch.messages)
+
+
+def _drop_flow(state: ConversationState) -> None:
+    """Forget the running dialog, the interrupted ones and the open question."""
+    state.dialog, state.step, state.slots, state.offered, state.misses = None, None, {}, [], 0
+
+
+def _offered_by_engine(state: ConversationState, choice: str) -> bool:
+    return any(o["id"] == choice and o.get(OFFER_MARK) == ENGINE for o in state.offered)
+
+
+def _trigger_request(payload: str | None) -> tuple[str, dict[str, Any]] | None:
+    """(dialog, slots) from a TRIGGER payload ``{"dialog": name, "slots": {...}}``, or None if malformed."""
+    try:
+        data = json.loads(payload or "")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    name, slots = data.get("dialog"), data.get("slots", {})
+    if not isinstance(name, str) or not name or name.startswith("_") or not isinstance(slots, dict):
+        return None
+    return name, slots
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Stores may hand back naive datetimes; everything we keep is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
 
 
 def _unusable_msgid(event: Inbound) -> str:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     whatsapp_verify_token: SecretStr = SecretStr("")
     whatsapp_api_url: str = "https://graph.facebook.com/v21.0"
 
+    # Rasa server for free-text intents (POST <url>/model/parse); empty: the built-in phrase matcher.
+    rasa_url: str = ""
+
     @property
     def api_keys(self) -> list[str]:
         return [k.strip() for k in self.touchpoint_api_keys.get_secret_value().split(",") if k.strip()]
