@@ -48,15 +48,30 @@ LANGUAGE = Dialog(
 # ----------------------------------------------------------------------------- help
 
 
+# Help lines of flows that may or may not be installed: (dialog, command, message id).
+OPTIONAL_HELP = (
+    ("categories", "categories", "help.categories"),
+    ("complaint", "complaint", "help.complaint"),
+    ("handoff", "human", "help.human"),
+)
+
+
 def _help(ctx: Context) -> Transition:
-    ctx.say(
-        "help.text",
-        help=ctx.command_word("help"),
-        menu=ctx.command_word("menu"),
-        privacy=ctx.command_word("privacy"),
-        language=ctx.command_word("language"),
-        stop=ctx.command_word("stop"),
-    )
+    lines = [
+        ctx.t(
+            "help.text",
+            help=ctx.command_word("help"),
+            menu=ctx.command_word("menu"),
+            privacy=ctx.command_word("privacy"),
+            language=ctx.command_word("language"),
+            stop=ctx.command_word("stop"),
+        )
+    ]
+    # Only what this installation can do: a word that starts nothing would be a broken promise.
+    for dialog, command, msgid in OPTIONAL_HELP:
+        if ctx.has_dialog(dialog):
+            lines.append(ctx.t(msgid, **{command: ctx.command_word(command)}))
+    ctx.say_text("\n".join(lines) + "\n\n" + ctx.t("help.footer"))
     return end()
 
 
@@ -64,15 +79,23 @@ HELP = Dialog(name="help", commands=("help",), begin=_help)
 
 # ----------------------------------------------------------------------------- menu
 
-MENU_ITEMS = ("privacy", "language", "help")  # button ids are the names of the dialogs they start
+# What the customer can do, in this order: (button id = the dialog it starts, label).
+# Flows another release may leave out are offered only when registered.
+MENU_ITEMS = (
+    ("categories", "menu.categories"),
+    ("complaint", "menu.complaint"),
+    ("privacy", "menu.privacy"),
+    ("handoff", "menu.handoff"),
+    ("language", "menu.language"),
+    ("help", "menu.help"),
+)
+
+
+def menu_buttons(ctx: Context) -> list[Choice]:
+    return [button(name, msgid) for name, msgid in MENU_ITEMS if ctx.has_dialog(name)]
 
 
 def _menu_prompt(ctx: Context) -> None:
-    buttons = [
-        button("privacy", "menu.privacy"),
-        button("language", "menu.language"),
-        button("help", "menu.help"),
-    ]
     greeting = ctx.slots.pop("greeting", None)  # only on the first showing, not on a re-ask
     parts = []
     if greeting == "back":
@@ -83,11 +106,12 @@ def _menu_prompt(ctx: Context) -> None:
         shop = ctx.config.shop_name
         parts.append(ctx.t("signup.hello_name", name=name, shop=shop) if name else ctx.t("signup.hello", shop=shop))
     parts.append(ctx.t("menu.question"))
-    ctx.ask_text("\n\n".join(parts), buttons)
+    ctx.ask_text("\n\n".join(parts), menu_buttons(ctx))
 
 
 def _menu_chosen(ctx: Context, choice: str) -> Transition:
-    return switch(choice) if choice in MENU_ITEMS else go("choose")
+    offered = choice in dict(MENU_ITEMS) and ctx.has_dialog(choice)
+    return switch(choice) if offered else go("choose")
 
 
 MENU = Dialog(

@@ -1,5 +1,8 @@
 """Sign-up: greet, settle the language, ask one Yes/No question per consent purpose, summarise.
 
+With marketing granted, the summary leads into the welcome offer: the
+``categories`` dialog, where each favourite earns a discount code.
+
 Started by /start, Viber's conversation_started and subscribed, and the first
 message of a new channel identity. Purposes already answered on this channel
 with the current wording version are not asked again, so /start after a
@@ -22,6 +25,8 @@ from bot.events import Kind
 from bot.turn import ConsentChange, SetCustomer, SetIdentity
 from dialogs.common import apply_language, language_buttons
 from dialogs.privacy import consent_lines
+
+MARKETING = "marketing"  # the purpose whose yes earns the welcome offer
 
 
 def pending_purposes(ctx: Context) -> list[str]:
@@ -145,7 +150,25 @@ def _consent_chosen(ctx: Context, choice: str) -> Transition:
     if _current_purpose(ctx) is not None:
         return go("consent")
     _summary(ctx)
+    if _welcome_offer_due(ctx):
+        return switch("categories", welcome=True)
     return end()
+
+
+def _welcome_offer_due(ctx: Context) -> bool:
+    """Marketing granted just now and nothing picked yet: invite the customer to the welcome codes.
+
+    Only when this run asked for marketing: a returning customer re-asked
+    another purpose (a new wording) is not invited again, nor is one who
+    already has favourites; "My categories" in the menu is there for them.
+    """
+    return (
+        MARKETING in ctx.slots.get("pending", [])
+        and ctx.granted(MARKETING)
+        and not ctx.customer.categories
+        and bool(ctx.config.categories)
+        and ctx.has_dialog("categories")
+    )
 
 
 def _summary(ctx: Context) -> None:
