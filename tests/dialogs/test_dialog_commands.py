@@ -37,7 +37,7 @@ async def test_stop_in_german_uses_the_singular_and_german_words(make_chat, sign
     await chat.send("stopp")
     assert chat.consent_changes() == [("marketing", False, "stop")]
     assert chat.texts[0].startswith("Erledigt. Ich habe 1 Option in diesem Chat ausgeschaltet:\n• Werbenachrichten")
-    assert "schreib einfach datenschutz" in chat.texts[0]
+    assert "schreiben Sie einfach datenschutz" in chat.texts[0]
 
 
 async def test_stop_is_always_the_stop_command_but_no_is_an_answer(make_chat, t):
@@ -57,17 +57,20 @@ async def test_privacy_toggles_a_consent_and_shows_the_list_again(make_chat, sig
     await chat.send("privacy")
     assert chat.texts[0].startswith("Here's what I may send you in this chat:\n✅ Marketing messages: on\n❌ Personal offers: off")
     assert chat.buttons == [
-        ("off:marketing", "Turn off Marketing messages"),
-        ("on:personalised", "Turn on Personal offers"),
-        ("off:location", "Turn off Offers nearby"),
-        ("on:surveys", "Turn on Surveys"),
+        ("off:marketing", "Stop Marketing messages"),
+        ("on:personalised", "Allow Personal offers"),
+        ("off:location", "Stop Offers nearby"),
+        ("on:surveys", "Allow Surveys"),
+        ("privacy:my_data", "My data"),
+        ("privacy:pause", "Pause offers"),
+        ("privacy:erase", "Delete me"),
         ("done", "Done"),
     ]
     await chat.press("on:personalised")
     assert chat.consent_changes() == [("personalised", True, "privacy")]
     assert chat.effects == [ConsentChange("personalised", "telegram", True, "privacy", "1")]
     assert "✅ Personal offers: on" in chat.texts[0]
-    assert ("off:personalised", "Turn off Personal offers") in chat.buttons
+    assert ("off:personalised", "Stop Personal offers") in chat.buttons
 
     await chat.send("1")  # the first button: turn off marketing
     assert chat.consent_changes() == [("marketing", False, "privacy")]

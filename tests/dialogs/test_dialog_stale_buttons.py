@@ -109,7 +109,7 @@ async def test_old_signup_button_during_privacy_records_nothing(make_chat, t):
 async def test_double_tapped_turn_off_stays_off(make_chat, signed_up_chat, t, taps):
     chat = await signed_up_chat(make_chat())
     await chat.send("privacy")
-    assert ("off:marketing", "Turn off Marketing messages") in chat.buttons
+    assert ("off:marketing", "Stop Marketing messages") in chat.buttons
     for _ in range(taps):
         await chat.press("off:marketing")
     assert chat.effects == []  # the extra taps recorded nothing
@@ -118,7 +118,7 @@ async def test_double_tapped_turn_off_stays_off(make_chat, signed_up_chat, t, ta
         ConsentChange("marketing", "telegram", False, "privacy", "1")
     ]
     assert "❌ Marketing messages: off" in chat.texts[0]
-    assert ("on:marketing", "Turn on Marketing messages") in chat.buttons
+    assert ("on:marketing", "Allow Marketing messages") in chat.buttons
 
 
 async def test_double_tapped_turn_on_stays_on(make_chat, signed_up_chat):
@@ -136,17 +136,17 @@ async def test_turn_off_from_an_older_list_does_not_turn_it_back_on(make_chat, s
     old_list = chat.button_ids  # "off:marketing" on this message
     await chat.press("off:marketing")
     await chat.send("done")
-    await chat.send("privacy")  # a new list: "Turn on Marketing messages"
-    await chat.press(old_list[0])  # "Turn off Marketing messages" on the old message
+    await chat.send("privacy")  # a new list: "Allow Marketing messages"
+    await chat.press(old_list[0])  # "Stop Marketing messages" on the old message
     assert chat.effects == [] and chat.granted("marketing") is False
-    assert ("on:marketing", "Turn on Marketing messages") in chat.buttons
+    assert ("on:marketing", "Allow Marketing messages") in chat.buttons
 
 
 async def test_a_turn_off_button_offered_before_a_silent_stop_records_nothing(make_chat, signed_up_chat):
     """The label's state is what counts, even when the offered list is out of date.
 
     While an agent has the chat, "stop" withdraws marketing without a word and
-    the bot's privacy list (offering "Turn off") stays the open question.
+    the bot's privacy list (offering "Stop") stays the open question.
     """
     chat = await signed_up_chat(make_chat())
     await chat.send("privacy")
@@ -173,6 +173,6 @@ async def test_stale_privacy_button_during_signup_records_nothing(make_chat, sig
     await chat.command("start")
     await chat.press("continue")
     assert chat.texts == [question(t, "location")]
-    await chat.press(old_list[1])  # "Turn on Personal offers"
+    await chat.press(old_list[1])  # "Allow Personal offers"
     assert chat.effects == [] and chat.granted("personalised") is False
     assert chat.texts == [question(t, "location")]
