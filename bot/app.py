@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import IO, AsyncIterator, Mapping
+from typing import IO, TYPE_CHECKING, AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +24,10 @@ from bot.pipeline import Pipeline, RateLimit
 from bot.settings import Settings
 from bot.state.factory import create_backend
 from integrations.base import ChannelAdapter
+
+if TYPE_CHECKING:
+    from bot.intents import NluBackend
+    from integrations.rasa_nlu import RasaNlu
 
 log = logging.getLogger("touchpoint.app")
 
@@ -64,11 +68,24 @@ def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
     return adapters
 
 
-def build_engine(config: ShopConfig):  # type: ignore[no-untyped-def]
+def build_engine(config: ShopConfig, nlu: NluBackend | None = None):  # type: ignore[no-untyped-def]
+    """The dialog engine; ``nlu`` (Rasa) is asked for intents first, the phrase matcher otherwise."""
     from bot.dialog import DialogEngine
     from bot.i18n import I18n
 
-    return DialogEngine(config, I18n.load())
+    return DialogEngine(config, I18n.load(), nlu=nlu)
+
+
+def build_nlu(settings: Settings, config: ShopConfig) -> RasaNlu | None:
+    """The Rasa client when ``RASA_URL`` is set; it owns an HTTP session the caller closes."""
+    if not settings.rasa_url:
+        log.info("intents.backend name=phrases; set RASA_URL to use a Rasa server")
+        return None
+    from integrations.rasa_nlu import RasaNlu
+
+    nlu = RasaNlu(settings.rasa_url, timeout_seconds=config.intents.rasa_timeout_seconds)
+    log.info("intents.backend name=rasa url=%s fallback=phrases", nlu.endpoint.with_query(None))
+    return nlu
 
 
 def rate_limits(config: ShopConfig) -> dict[str, RateLimit]:
@@ -123,7 +140,7 @@ def create_app(
     default). ``run_migrations``: apply migrations at start (default: only for
     SQLite, the embedded mode; scaled deployments run ``touchpoint db upgrade``).
     """
-    from bot.web import health, shop_api, webhooks
+    from bot.web import health, rasa, shop_api, webhooks
 
     config = load_config(settings.touchpoint_config or None)
     app = web.Application(client_max_size=settings.touchpoint_max_body_bytes)
@@ -174,11 +191,12 @@ def create_app(
         await session.close()
 
     async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+        nlu = build_nlu(settings, config)
         pipeline = Pipeline(
             db=app[DB],
             backend=app[BACKEND],
             adapters=chosen,
-            engine=build_engine(config),
+            engine=build_engine(config, nlu),
             rate_limits=rate_limits(config),
         )
         app[PIPELINE] = pipeline
@@ -187,9 +205,12 @@ def create_app(
             pipeline.start_workers()
         yield
         await pipeline.stop()
+        if nlu is not None:
+            await nlu.close()  # after the last turn that could ask it
 
     app.cleanup_ctx.extend([database_ctx, backend_ctx, adapters_ctx, pipeline_ctx])
     health.setup(app)
     webhooks.setup(app)
     shop_api.setup(app)
+    rasa.setup(app)
     return app
