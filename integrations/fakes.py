@@ -1,10 +1,12 @@
-"""Fake Telegram, Viber and WhatsApp APIs on one local aiohttp server.
+"""Fake Telegram, Viber and WhatsApp APIs and an SMS gateway on one local aiohttp server.
 
 Tests, the benchmark and a newcomer without platform accounts point the
 adapters here through ``TELEGRAM_API_URL``, ``VIBER_API_URL`` and
-``WHATSAPP_API_URL``. Every request is recorded; replies and errors have the
-real platforms' shapes (PLATFORMS.md), so the real client libraries parse
-them. ``fail_next`` scripts the failures a sender must survive.
+``WHATSAPP_API_URL`` (and the SMS adapter's gateway URL at ``sms_gateway_url``,
+a Vonage Messages API look-alike). Every request is recorded; replies and
+errors have the real platforms' shapes (PLATFORMS.md), so the real client
+libraries parse them. ``fail_next`` scripts the failures a sender must survive;
+``sms_inbound`` builds a signed inbound SMS webhook as the gateway would post it.
 
     fake = FakePlatforms()
     base = await fake.start(port=0)
@@ -19,8 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import time
+import uuid
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -28,10 +34,15 @@ from typing import Any, Callable
 import orjson
 from aiohttp import web
 
-PLATFORMS = ("telegram", "viber", "whatsapp")
+PLATFORMS = ("telegram", "viber", "whatsapp", "sms")
 FAILURE_KINDS = ("429", "500", "blocked", "timeout")
 # The calls that deliver a message to a customer (what ``sent`` and ``wait_for`` count).
-SEND_METHODS = {"telegram": {"sendMessage", "sendLocation"}, "viber": {"send_message"}, "whatsapp": {"messages"}}
+SEND_METHODS = {
+    "telegram": {"sendMessage", "sendLocation"},
+    "viber": {"send_message"},
+    "whatsapp": {"messages"},
+    "sms": {"messages"},
+}
 BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Example Shop", "username": "ExampleShopBot"}
 # Telegram form fields that are plain strings; every other field is JSON-encoded by clients.
 TELEGRAM_TEXT_FIELDS = {"text", "caption", "url", "secret_token", "callback_query_id", "parse_mode", "ip_address"}
@@ -73,6 +84,7 @@ class FakePlatforms:
         app.router.add_route("*", "/telegram/bot{token}/{method}", self._telegram)
         app.router.add_post("/viber/{endpoint}", self._viber)
         app.router.add_post("/whatsapp/{version}/{phone_number_id}/{endpoint}", self._whatsapp)
+        app.router.add_post("/sms/v1/{endpoint}", self._sms)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -94,6 +106,11 @@ class FakePlatforms:
             "VIBER_API_URL": f"{self.base_url}/viber",
             "WHATSAPP_API_URL": f"{self.base_url}/whatsapp/v21.0",
         }
+
+    @property
+    def sms_gateway_url(self) -> str:
+        """The send URL for ``SmsGateway(url=...)`` (the default mapping fits it)."""
+        return f"{self.base_url}/sms/v1/messages"
 
     def fail_next(self, platform: str, kind: str, times: int = 1, *, after: int = 0) -> None:
         """Answer ``times`` send calls on ``platform`` with the platform's ``kind`` error.
@@ -265,6 +282,36 @@ class FakePlatforms:
             }
         )
 
+    # --- SMS gateway (Vonage Messages API shape): /sms/v1/messages --------------
+
+    async def _sms(self, request: web.Request) -> web.Response:
+        endpoint = request.match_info["endpoint"]
+        body = await _json_body(request)
+        scripted = self._scripted_answer("sms", endpoint, body, request)
+        if scripted is not None:
+            return scripted
+        failure = await self._failure("sms", endpoint)
+        authorization = request.headers.get("Authorization", "")
+        authorized = authorization.startswith("Basic ") and len(authorization) > len("Basic ")
+        invalid = _sms_invalid(body) if endpoint == "messages" else "unknown endpoint"
+        self._record("sms", endpoint, body, request, accepted=failure is None and authorized and invalid is None)
+        if not authorized:
+            return _json(_sms_error("unauthorized", "Unauthorized", "You did not provide correct credentials."), 401)
+        if failure == "429":
+            response = _json(_sms_error("messages#1000", "Throttled", "Please wait and retry."), 429)
+            response.headers["Retry-After"] = "1"
+            return response
+        if failure == "500":
+            return _json(_sms_error("messages#1030", "Internal error", "There was an error processing your request."), 500)
+        if failure == "blocked":
+            return _json(_sms_error("messages#1050", "Number barred", "The number may not receive messages."), 422)
+        if failure == "timeout":
+            return web.Response(status=504, text="Gateway Timeout")
+        if invalid is not None:
+            status = 404 if endpoint != "messages" else 422
+            return _json(_sms_error("messages#1020", "Invalid params", invalid), status)
+        return _json({"message_uuid": str(uuid.uuid4())}, 202)
+
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
@@ -302,6 +349,70 @@ def _positive(chat_id: Any) -> bool:
         return int(chat_id) > 0
     except (TypeError, ValueError):
         return True
+
+
+def _sms_invalid(body: dict[str, Any]) -> str | None:
+    """Why the gateway would refuse ``body`` (a 422), or ``None``."""
+    to, sender, text = body.get("to"), body.get("from"), body.get("text")
+    if body.get("channel") != "sms" or body.get("message_type") != "text":
+        return "channel must be sms and message_type text"
+    if not (isinstance(to, str) and to.isascii() and to.isdigit() and 6 <= len(to) <= 15):
+        return "to must be an E.164 number without a leading +"
+    if not isinstance(sender, str) or not sender:
+        return "from is required"
+    if not isinstance(text, str) or not text or len(text) > 1000:
+        return "text must have 1 to 1000 characters"
+    return None
+
+
+def _sms_error(code: str, title: str, detail: str) -> dict[str, Any]:
+    """An RFC 7807 problem as the gateway answers it."""
+    return {
+        "type": f"https://developer.vonage.com/api-errors/{code}",
+        "title": title,
+        "detail": detail,
+        "instance": str(uuid.uuid4()),
+    }
+
+
+def sms_inbound(
+    secret: str,
+    number: str,
+    text: str,
+    *,
+    message_id: str | None = None,
+    to: str = "447700900000",
+    status: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A signed inbound-SMS webhook (or, with ``status``, a delivery report) as the gateway posts it.
+
+    ``number`` is the customer's, in the gateway's spelling (digits, no "+").
+    Returns the body and the headers, JWT included; post both to /webhooks/sms.
+    """
+    message_id = message_id or str(uuid.uuid4())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if status is None:
+        data: dict[str, Any] = {
+            "channel": "sms", "message_type": "text", "message_uuid": message_id,
+            "from": number, "to": to, "text": text, "timestamp": stamp, "sms": {"num_messages": "1"},
+        }
+    else:
+        data = {"channel": "sms", "message_uuid": message_id, "from": to, "to": number, "status": status, "timestamp": stamp}
+    body = orjson.dumps(data)
+    return body, {"Content-Type": "application/json", "Authorization": f"Bearer {sign_jwt(secret, body)}"}
+
+
+def sign_jwt(secret: str, body: bytes, **claims: Any) -> str:
+    """An HS256 JWT like the gateway's webhook signature: ``payload_hash`` is the body's hex SHA-256."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    now = int(time.time())
+    payload = {"iat": now, "jti": str(uuid.uuid4()), "iss": "Vonage", "payload_hash": hashlib.sha256(body).hexdigest(), **claims}
+    signing_input = part(orjson.dumps({"alg": "HS256", "typ": "JWT"})) + "." + part(orjson.dumps(payload))
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{part(signature)}"
 
 
 def _wa_error(code: int, message: str) -> dict[str, Any]:
