@@ -18,9 +18,35 @@ def utcnow() -> datetime:
 
 
 class Customer(SQLModel, table=True):
+    """A person, across their channel identities.
+
+    An erased customer keeps only this row's id and ``erased_at``: the consent
+    log still points at it as the anonymised record of the withdrawals.
+    """
+
+    __table_args__ = (
+        Index("ix_customer_paused", "marketing_paused_until"),
+        Index("ix_customer_external_id", "external_id", unique=True),  # NULLs never collide
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     first_name: str | None = None
     locale: str | None = Field(default=None, max_length=8)
+    # Favourite category ids in the order picked; None when never picked or erased.
+    categories: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The shop's own facts (order_count, customer_since ...), read by complaint rules.
+    attributes: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Set by "pause offers"; the sweeper grants the paused purposes again once it has passed.
+    marketing_paused_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    erased_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    # The shop's side (shop API): its own customer id and contact details.
+    external_id: str | None = Field(default=None, max_length=128)
+    email: str | None = Field(default=None, max_length=256)
+    phone: str | None = Field(default=None, max_length=32)
+    timezone: str | None = Field(default=None, max_length=64)
+    preferred_channel: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
@@ -148,4 +174,78 @@ class MessageLog(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-TABLES = (Customer, ChannelIdentity, Conversation, Consent, InboxEvent, OutboxMessage, MessageLog)
+class DiscountCode(SQLModel, table=True):
+    """A code issued to one customer; usable while not redeemed and not expired.
+
+    (customer, source, reference) is unique so that a reward tied to something
+    (the survey of one order) is issued once; NULL references never collide.
+    """
+
+    __tablename__ = "discount_code"
+    __table_args__ = (UniqueConstraint("customer_id", "source", "reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    code: str = Field(max_length=32, unique=True)
+    category: str = Field(max_length=32)
+    percent: int
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    source: str = Field(max_length=16)  # welcome, loyalty, survey, campaign
+    reference: str | None = Field(default=None, max_length=128)
+    issued_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    redeemed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class Ticket(SQLModel, table=True):
+    """A complaint or a request for a person; ``number`` is what the customer quotes."""
+
+    __table_args__ = (Index("ix_ticket_status", "status", "updated_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=16, unique=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=128)
+    kind: str = Field(max_length=32)  # discount_low, coupon_failed, delivery, quality, other, handoff
+    description: str = ""
+    order_number: str | None = Field(default=None, max_length=64)
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    refund_requested: bool = False
+    status: str = Field(default="open", max_length=16)  # open, waiting_agent, closed
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class SurveyResponse(SQLModel, table=True):
+    """One survey of one order for one customer: started once, answers kept as they come."""
+
+    __tablename__ = "survey_response"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "survey", "order_ref"),
+        Index("ix_survey_response_open", "status", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    survey: str = Field(max_length=32)
+    order_ref: str = Field(max_length=128)
+    status: str = Field(default="started", max_length=16)  # started, completed, expired
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=128)
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # question id -> answer
+    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+TABLES = (
+    Customer,
+    ChannelIdentity,
+    Conversation,
+    Consent,
+    InboxEvent,
+    OutboxMessage,
+    MessageLog,
+    DiscountCode,
+    Ticket,
+    SurveyResponse,
+)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
+
+import orjson
 
 from bot import metrics, store
 from bot.db import Database
@@ -29,6 +32,10 @@ from bot.messages import Outbound, SendResult
 from bot.state.base import QueueItem, StateBackend
 from bot.turn import TurnInput, TurnResult
 from integrations.base import ChannelAdapter, InboxItem
+
+if TYPE_CHECKING:
+    from bot.config import ShopConfig
+    from bot.i18n import I18n
 
 log = logging.getLogger("touchpoint.pipeline")
 
@@ -41,6 +48,8 @@ BACKOFF_CAP = 300.0
 SWEEP_INTERVAL = 5.0
 STALE_INBOX_AFTER = 10.0  # seconds a pending inbox row may wait before the sweeper re-wakes it
 MAX_INBOX_ATTEMPTS = 5
+# Inbox bodies of triggers start with this; a platform's body is JSON and never does.
+TRIGGER_BODY_PREFIX = b"touchpoint-trigger\n"
 
 
 REACHABLE_AGAIN = frozenset(
@@ -50,6 +59,10 @@ REACHABLE_AGAIN = frozenset(
 
 class DialogFailed(Exception):
     """The dialog engine raised for an event; the event is set aside, not retried."""
+
+
+class UnknownAddress(LookupError):
+    """A trigger named a conversation nobody has started: we may only write to people who wrote to us."""
 
 
 class Engine(Protocol):
@@ -63,6 +76,18 @@ def conversation_key(channel: str, address: str) -> str:
 def split_key(key: str) -> tuple[str, str]:
     channel, _, address = key.partition("|")
     return channel, address
+
+
+def trigger_item(channel: str, address: str, dialog: str, slots: Mapping[str, Any], event_id: str) -> InboxItem:
+    """The inbox row of a trigger: a TRIGGER event naming the dialog to start and its slots."""
+    event = Inbound(
+        channel=channel,
+        address=address,
+        event_id=event_id,
+        kind=Kind.TRIGGER,
+        payload=json.dumps({"dialog": dialog, "slots": dict(slots)}),
+    )
+    return InboxItem(event_id=event_id, address=address, body=TRIGGER_BODY_PREFIX + orjson.dumps(event.to_dict()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +110,12 @@ class Pipeline:
     concurrency: int = 64  # conversations handled at once by one consumer
     busy_concurrency: int = 2  # ... while webhooks are arriving
     busy_pause: float = 0.003  # and each waits this long (or until receipt stops) before a turn
+    # For effects that need texts or shop data (the my-data report) and for the
+    # background jobs; default: the engine's own.
+    config: ShopConfig | None = None
+    i18n: I18n | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _triggered: set[str] = field(default_factory=set)  # conversations given a trigger inside someone's unit
     _stopping: bool = False
     _ingesting: int = 0
     _ingestion_idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -111,6 +141,62 @@ class Pipeline:
                 woken.add(key)
                 await self.backend.queue.put(INBOX, key)
         return ids
+
+    async def trigger(self, channel: str, address: str, dialog: str, slots: Mapping[str, Any], event_id: str) -> bool:
+        """Start ``dialog`` with ``slots`` in an existing conversation, through the inbox like a webhook.
+
+        So a trigger is durable, deduplicated on (channel, event_id) and runs
+        in order with the customer's own messages. Returns False for a
+        duplicate. Raises ``UnknownAddress`` when nobody has written to us from
+        (channel, address).
+        """
+        if channel not in self.adapters:
+            raise LookupError(f"channel {channel} is not configured")
+        if not await self.db.read(lambda conn: store.identity_exists(conn, channel, address)):
+            raise UnknownAddress(f"no customer has written from {channel}:{address}; a trigger needs a known conversation")
+        ids = await self.accept(channel, [trigger_item(channel, address, dialog, slots, event_id)])
+        return ids[0] is not None
+
+    def survey_starter(self, config: ShopConfig) -> Callable[..., bool]:
+        """A survey start for callers that decide inside their own unit of work (a push's route).
+
+        The returned ``start(conn, customer_id, survey_id, order_ref, channel,
+        address, now) -> bool`` writes the survey row and the trigger's inbox
+        row in the caller's transaction (False: unknown survey, or this
+        order's survey exists already); ``wake_sender`` for that conversation,
+        after the commit, then wakes its inbox too.
+        """
+        from bot import surveys  # surveys names the pipeline only for type checking
+
+        def start(conn: Any, customer_id: int, survey_id: str, order_ref: str, channel: str, address: str, now: datetime) -> bool:
+            if config.survey(survey_id) is None:
+                log.warning("survey.unknown survey=%s customer=%s", survey_id, customer_id)
+                return False
+            if not store.start_survey_row(conn, customer_id, survey_id, order_ref, channel, address, now):
+                return False
+            dialog, slots, event_id = surveys.survey_trigger(survey_id, order_ref)
+            item = trigger_item(channel, address, dialog, slots, event_id)
+            store.inbox_append(conn, [store.NewInboxRow(channel, item.event_id, address, item.body)])
+            self._triggered.add(conversation_key(channel, address))
+            return True
+
+        return start
+
+    async def wake_sender(self, channel: str, address: str, urgent: bool = False) -> None:
+        """Messages were queued for this conversation outside a turn (a push): send them.
+
+        ``urgent``: in a single process with no webhook waiting, start sending
+        now rather than through the outbox queue. A conversation given a
+        trigger by ``survey_starter`` gets its inbox woken as well.
+        """
+        key = conversation_key(channel, address)
+        if key in self._triggered:
+            self._triggered.discard(key)
+            await self.backend.queue.put(INBOX, key)
+        if urgent and not self.backend.multi_process and not self._ingesting:
+            self._spawn(self.send_conversation(channel, address))
+        else:
+            await self.backend.queue.put(OUTBOX, key)
 
     async def inline_reply(self, channel: str, item: InboxItem, inbox_id: int | None) -> Outbound | None:
         """The reply that travels in the HTTP response of an inline event.
@@ -162,7 +248,10 @@ class Pipeline:
         try:
             if adapter is None:
                 raise LookupError(f"channel {channel} is not configured")
-            event = adapter.parse(row.body)
+            if row.body.startswith(TRIGGER_BODY_PREFIX):
+                event: Inbound | None = Inbound.from_dict(orjson.loads(row.body[len(TRIGGER_BODY_PREFIX):]))
+            else:
+                event = adapter.parse(row.body)
         except Exception as exc:  # noqa: BLE001 - a poison event must not stall the conversation
             log.warning("inbox.unparsable id=%s channel=%s error=%r", row.id, channel, exc)
             error = repr(exc)[:500]  # `exc` is unbound after the block; the unit may run later
@@ -216,6 +305,11 @@ class Pipeline:
     async def _run_turn(self, event: Inbound, inbox_id: int, sink: dict[int, list[Outbound]] | None) -> None:
         channel, address = event.channel, event.address
         loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
+        if loaded is None and event.kind is Kind.TRIGGER:
+            # The customer was erased after the trigger was stored: nobody to talk to.
+            log.info("trigger.no_conversation channel=%s address=%s", channel, address)
+            await self.db.write(lambda conn: store.inbox_finish(conn, inbox_id, "ignored", "no conversation"))
+            return
         if loaded is None:
             loaded = await self.db.write(
                 lambda conn: store.create_identity(conn, channel, address, event.first_name, event.language_code)
@@ -238,14 +332,29 @@ class Pipeline:
         unblock = blocked and event.kind in REACHABLE_AGAIN
         if unblock:
             blocked = False
-        inbound_at = event.received_at if event.kind not in (Kind.UNSUBSCRIBED, Kind.RESUBSCRIBED) else None
+        # Only the customer's own messages count as "last heard from" (the resume
+        # time, WhatsApp's 24-hour window); a trigger is the shop speaking.
+        customer_spoke = event.kind not in (Kind.UNSUBSCRIBED, Kind.RESUBSCRIBED, Kind.TRIGGER)
+        inbound_at = event.received_at if customer_spoke else None
         if any(getattr(e, "blocked", None) is False for e in result.effects):
             blocked = False
+        config, i18n = self._config_and_i18n()
 
         def unit(conn: Any) -> int:
             if unblock:
                 store.set_blocked(conn, channel, address, blocked=False)
-            store.save_turn(
+            conversation = {"channel": channel, "address": address, "customer_id": loaded.customer.id}
+            heard = event.text or event.payload or event.command or ""
+            said = inline_reply if inline_reply else ([] if blocked else messages)
+            # Logged before the effects run, so that an erasure in this turn erases these rows too.
+            store.log_messages(
+                conn,
+                [{**conversation, "direction": "in", "kind": str(event.kind), "text": heard, "platform_message_id": event.event_id}]
+                + [{**conversation, "direction": "out", "kind": "text", "text": m.text} for m in said],
+            )
+            # Effects run before this turn's messages are queued: an erasure drops
+            # the customer's pending messages, but not the reply that confirms it.
+            extra = store.save_turn(
                 conn,
                 loaded=loaded,
                 channel=channel,
@@ -253,15 +362,12 @@ class Pipeline:
                 new_state=result.state,
                 effects=result.effects,
                 inbound_at=inbound_at,
+                inbox_id=inbox_id,
+                i18n=i18n,
+                config=config,
             )
-            conversation = {"channel": channel, "address": address, "customer_id": loaded.customer.id}
-            heard = event.text or event.payload or event.command or ""
-            said = inline_reply if inline_reply else ([] if blocked else messages)
-            store.log_messages(
-                conn,
-                [{**conversation, "direction": "in", "kind": str(event.kind), "text": heard, "platform_message_id": event.event_id}]
-                + [{**conversation, "direction": "out", "kind": "text", "text": m.text} for m in said],
-            )
+            if extra and not blocked:
+                store.log_messages(conn, [{**conversation, "direction": "out", "kind": "text", "text": m.text} for m in extra])
             queued = 0
             if inline_reply:
                 store.outbox_add(
@@ -273,13 +379,13 @@ class Pipeline:
                     inbox_id=inbox_id,
                     status="sent",
                 )
-            if messages and not blocked:
+            if (messages or extra) and not blocked:
                 queued = store.outbox_add(
                     conn,
                     channel=channel,
                     address=address,
                     customer_id=loaded.customer.id,
-                    messages=messages,
+                    messages=[*messages, *extra],
                     inbox_id=inbox_id,
                     priority=10,
                 )
@@ -516,6 +622,34 @@ class Pipeline:
             log.info("recovery.requeued inbox=%d outbox=%d", len(pending), len(due))
         return len(pending) + len(due)
 
+    def _config_and_i18n(self) -> tuple[ShopConfig | None, I18n | None]:
+        return (
+            self.config if self.config is not None else getattr(self.engine, "config", None),
+            self.i18n if self.i18n is not None else getattr(self.engine, "i18n", None),
+        )
+
+    async def run_jobs(self, now: datetime | None = None) -> dict[str, int]:
+        """The timed domain jobs: end marketing pauses that have passed, expire unanswered surveys.
+
+        Each starts with one indexed read and writes nothing when nothing is due.
+        """
+        now = now or datetime.now(timezone.utc)
+        config, _i18n = self._config_and_i18n()
+        done = {"marketing_resumed": 0, "surveys_expired": 0}
+        due = await self.db.read(lambda conn: store.paused_customers_due(conn, now))
+        for customer_id in due:
+            await self.db.write(lambda conn, c=customer_id: store.resume_marketing(conn, c, now))
+            log.info("marketing.resumed customer=%s", customer_id)
+        done["marketing_resumed"] = len(due)
+        lifetimes = [(s.id, s.expire_hours) for s in config.surveys] if config is not None else []
+        if lifetimes:
+            oldest = await self.db.read(store.oldest_started_survey)
+            if oldest is not None and oldest <= now - timedelta(hours=min(h for _s, h in lifetimes)):
+                done["surveys_expired"] = await self.db.write(lambda conn: store.expire_surveys(conn, lifetimes, now))
+                if done["surveys_expired"]:
+                    log.info("surveys.expired count=%d", done["surveys_expired"])
+        return done
+
     async def run_sweeper(self) -> None:
         while not self._stopping:
             await asyncio.sleep(SWEEP_INTERVAL)
@@ -523,6 +657,12 @@ class Pipeline:
                 await self.sweep_once()
             except Exception:  # noqa: BLE001
                 log.exception("sweeper.failed")
+            try:
+                # Every process sweeps; one of them runs the jobs per interval.
+                if await self.backend.dedup.first_seen("jobs", ttl=SWEEP_INTERVAL * 0.8):
+                    await self.run_jobs()
+            except Exception:  # noqa: BLE001
+                log.exception("jobs.failed")
 
     def start_workers(self) -> list[asyncio.Task[Any]]:
         tasks = [

@@ -47,7 +47,8 @@ OutboxRow = namedtuple("OutboxRow", "blocked_at id payload attempts parts_sent n
 ConversationRow = namedtuple(
     "ConversationRow",
     "id customer_id dialog step slots offered locale mode misses version first_name customer_locale "
-    "identity_id blocked_at consent_purpose consent_channel consent_granted consent_at consent_version",
+    "identity_id blocked_at consent_purpose consent_channel consent_granted consent_at consent_version "
+    "last_inbound_at categories attributes customer_created_at marketing_paused_until codes",
 )
 
 _INBOX_PENDING = (
@@ -63,13 +64,18 @@ _OUTBOX_PENDING = (
 _CONVERSATION = (
     "SELECT conv.id, conv.customer_id, conv.dialog, conv.step, conv.slots, conv.offered, conv.locale, conv.mode, "
     "conv.misses, conv.version, cu.first_name, cu.locale, ci.id, ci.blocked_at, "
-    "co.purpose, co.channel, co.granted, co.created_at, co.wording_version "
+    "co.purpose, co.channel, co.granted, co.created_at, co.wording_version, "
+    "conv.last_inbound_at, cu.categories, cu.attributes, cu.created_at, cu.marketing_paused_until, "
+    # The usable codes as one JSON array ('[]' when none): one index probe, no extra statement.
+    "(SELECT json_group_array(json_array(dc.id, dc.code, dc.category, dc.percent, dc.expires_at, dc.source)) "
+    "  FROM discount_code AS dc WHERE dc.customer_id = conv.customer_id AND dc.redeemed_at IS NULL "
+    "  AND dc.expires_at > ?3) "
     "FROM conversation AS conv "
     "JOIN customer AS cu ON cu.id = conv.customer_id "
     "JOIN channel_identity AS ci ON ci.channel = conv.channel AND ci.address = conv.address "
     "LEFT OUTER JOIN consent AS co ON co.id IN ("
     "  SELECT max(c2.id) FROM consent AS c2 WHERE c2.customer_id = conv.customer_id GROUP BY c2.purpose, c2.channel) "
-    "WHERE conv.channel = ? AND conv.address = ? ORDER BY co.id"
+    "WHERE conv.channel = ?1 AND conv.address = ?2 ORDER BY co.id"
 )
 
 
@@ -88,13 +94,21 @@ def outbox_pending(db: sqlite3.Connection, channel: str, address: str, limit: in
     ]
 
 
-def conversation_rows(db: sqlite3.Connection, channel: str, address: str) -> list[ConversationRow]:
+def conversation_rows(db: sqlite3.Connection, channel: str, address: str, now: datetime) -> list[ConversationRow]:
+    """The conversation joined with its customer, identity, current consents and codes usable at ``now``."""
     rows = []
-    for r in db.execute(_CONVERSATION, (channel, address)):
+    for r in db.execute(_CONVERSATION, (channel, address, to_db(now))):
         r = list(r)
         r[4] = json.loads(r[4]) if r[4] is not None else {}
         r[5] = json.loads(r[5]) if r[5] is not None else []
         r[17] = from_db_time(r[17])
+        if not rows:  # the customer's columns repeat on every consent row; decode them once
+            r[19] = from_db_time(r[19])
+            r[20] = json.loads(r[20]) if r[20] is not None else None
+            r[21] = json.loads(r[21]) if r[21] is not None else None
+            r[22] = from_db_time(r[22])
+            r[23] = from_db_time(r[23])
+            r[24] = json.loads(r[24])
         rows.append(ConversationRow(*r))
     return rows
 

@@ -10,11 +10,23 @@ identity maps here.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -25,12 +37,38 @@ from bot.models import (
     Consent,
     Conversation,
     Customer,
+    DiscountCode,
     InboxEvent,
     MessageLog,
     OutboxMessage,
+    SurveyResponse,
+    Ticket,
     utcnow,
 )
-from bot.turn import ConsentChange, ConsentState, ConversationState, CustomerSnapshot, SetCustomer, SetIdentity
+from bot.turn import (
+    CodeState,
+    ConsentChange,
+    ConsentState,
+    ConversationState,
+    CustomerSnapshot,
+    EraseCustomer,
+    Handoff,
+    IssueCode,
+    OpenTicket,
+    PauseMarketing,
+    SaveCategories,
+    SendMyData,
+    SetCustomer,
+    SetIdentity,
+    SurveyAnswer,
+    SurveyStatus,
+)
+
+if TYPE_CHECKING:
+    from bot.config import ShopConfig
+    from bot.i18n import I18n
+
+log = logging.getLogger("touchpoint.store")
 
 inbox_t = InboxEvent.__table__
 outbox_t = OutboxMessage.__table__
@@ -39,6 +77,9 @@ identity_t = ChannelIdentity.__table__
 conversation_t = Conversation.__table__
 consent_t = Consent.__table__
 log_t = MessageLog.__table__
+code_t = DiscountCode.__table__
+ticket_t = Ticket.__table__
+survey_t = SurveyResponse.__table__
 
 
 # Statements on the hot path are built once: SQLAlchemy memoises the cache key
@@ -62,8 +103,27 @@ _NEWEST_CONSENTS = (
     .group_by(consent_t.c.purpose, consent_t.c.channel)
     .correlate(conversation_t)
 )
-# The conversation, its customer and identity, and the customer's current
-# consents (one row each; one row of NULLs when there are none) in one statement.
+# The customer's usable codes as one JSON array of [id, code, category, percent,
+# expires_at, source] (NULL when none). PostgreSQL only: SQLite runs the
+# hand-written twin in ``sqlite_fast``.
+_USABLE_CODES = (
+    select(
+        func.json_agg(
+            func.json_build_array(
+                code_t.c.id, code_t.c.code, code_t.c.category, code_t.c.percent, code_t.c.expires_at, code_t.c.source
+            )
+        )
+    )
+    .where(
+        code_t.c.customer_id == conversation_t.c.customer_id,
+        code_t.c.redeemed_at.is_(None),
+        code_t.c.expires_at > B("now"),
+    )
+    .correlate(conversation_t)
+    .scalar_subquery()
+)
+# The conversation, its customer and identity, the customer's usable codes and
+# current consents (one row each; one row of NULLs when there are none) in one statement.
 _CONVERSATION = (
     select(
         conversation_t,
@@ -76,6 +136,11 @@ _CONVERSATION = (
         consent_t.c.granted.label("consent_granted"),
         consent_t.c.created_at.label("consent_at"),
         consent_t.c.wording_version.label("consent_version"),
+        customer_t.c.categories,
+        customer_t.c.attributes,
+        customer_t.c.created_at.label("customer_created_at"),
+        customer_t.c.marketing_paused_until,
+        _USABLE_CODES.label("codes"),
     )
     .join(customer_t, customer_t.c.id == conversation_t.c.customer_id)
     .join(identity_t, and_(identity_t.c.channel == conversation_t.c.channel, identity_t.c.address == conversation_t.c.address))
@@ -144,12 +209,18 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
-def _insert_ignore(conn: Connection, table: Any) -> Any:
+def utc(value: datetime) -> datetime:
+    """Aware UTC: SQLite stores a datetime's wall-clock fields and drops the zone."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _insert_ignore(conn: Connection, table: Any, on: Sequence[str] | None = None) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING, on any unique key or only on the columns ``on``."""
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=on)
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=on)
     raise RuntimeError(f"unsupported database dialect {dialect}")
 
 
@@ -223,11 +294,13 @@ class Loaded:
     blocked: bool
 
 
-def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | None:
+def load_conversation(conn: Connection, channel: str, address: str, now: datetime | None = None) -> Loaded | None:
+    """The conversation with its customer snapshot; codes are those usable at ``now`` (default: the clock)."""
+    now = utc(now) if now is not None else utcnow()
     if (db := sqlite_fast.driver(conn)) is not None:
-        rows: list[Any] = sqlite_fast.conversation_rows(db, channel, address)
+        rows: list[Any] = sqlite_fast.conversation_rows(db, channel, address, now)
     else:
-        rows = conn.execute(_CONVERSATION, {"channel": channel, "address": address}).all()
+        rows = conn.execute(_CONVERSATION, {"channel": channel, "address": address, "now": now}).all()
     if not rows:
         return None
     row = rows[0]
@@ -236,6 +309,10 @@ def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | 
         for r in rows
         if r.consent_purpose is not None
     ]
+    codes = [
+        CodeState(code=code, category=category, percent=percent, expires_at=_json_time(expires), source=source)
+        for _id, code, category, percent, expires, source in sorted(row.codes or ())
+    ]
     return Loaded(
         customer=CustomerSnapshot(
             id=row.customer_id,
@@ -243,6 +320,11 @@ def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | 
             locale=row.customer_locale,
             channel=channel,
             consents=tuple(consents),
+            categories=tuple(row.categories or ()),
+            codes=tuple(codes),
+            attributes=dict(row.attributes or {}),
+            created_at=as_utc(row.customer_created_at),
+            marketing_paused_until=as_utc(row.marketing_paused_until),
         ),
         state=ConversationState(
             dialog=row.dialog,
@@ -253,11 +335,17 @@ def load_conversation(conn: Connection, channel: str, address: str) -> Loaded | 
             offered=list(row.offered or []),
             misses=row.misses,
             version=row.version,
+            last_inbound_at=as_utc(row.last_inbound_at),
         ),
         conversation_id=row.id,
         identity_id=row.identity_id,
         blocked=row.blocked_at is not None,
     )
+
+
+def _json_time(value: str) -> datetime:
+    """A time inside a JSON aggregate: ISO with offset (PostgreSQL) or SQLite's naive UTC text."""
+    return utc(datetime.fromisoformat(value))
 
 
 def current_consents(conn: Connection, customer_id: int) -> list[ConsentState]:
@@ -322,7 +410,9 @@ def create_identity(
         identity_id = conn.execute(_INSERT_IDENTITY, identity).scalar_one()
         conversation_id = conn.execute(_INSERT_CONVERSATION, conversation).inserted_primary_key[0]
     return Loaded(
-        customer=CustomerSnapshot(id=customer_id, first_name=first_name, locale=None, channel=channel, is_new=True),
+        customer=CustomerSnapshot(
+            id=customer_id, first_name=first_name, locale=None, channel=channel, is_new=True, created_at=now
+        ),
         state=ConversationState(),
         conversation_id=conversation_id,
         identity_id=identity_id,
@@ -343,7 +433,15 @@ def save_turn(
     new_state: ConversationState,
     effects: Sequence[Any],
     inbound_at: datetime | None,
-) -> None:
+    inbox_id: int | None = None,
+    i18n: I18n | None = None,
+    config: ShopConfig | None = None,
+) -> list[Outbound]:
+    """Save the new state (version-checked), then apply the turn's effects in order.
+
+    Returns the extra messages the effects produced (the my-data report), to be
+    queued after the turn's own messages.
+    """
     now = utcnow()
     values: dict[str, Any] = {
         "_id": loaded.conversation_id,
@@ -367,13 +465,56 @@ def save_turn(
         saved = conn.execute(_SAVE_CONVERSATION, values).rowcount
     if saved != 1:
         raise VersionConflict(f"{channel}:{address}")
-    identity_values: dict[str, Any] = {}
+    if not effects:
+        return []
+    return apply_effects(
+        conn,
+        customer_id=loaded.customer.id,
+        channel=channel,
+        address=address,
+        effects=effects,
+        now=now,
+        identity_id=loaded.identity_id,
+        locale=new_state.locale or loaded.customer.locale,
+        inbox_id=inbox_id,
+        i18n=i18n,
+        config=config,
+    )
+
+
+def apply_effects(
+    conn: Connection,
+    *,
+    customer_id: int,
+    channel: str,
+    address: str,
+    effects: Sequence[Any],
+    now: datetime,
+    identity_id: int | None = None,
+    locale: str | None = None,
+    inbox_id: int | None = None,
+    i18n: I18n | None = None,
+    config: ShopConfig | None = None,
+) -> list[Outbound]:
+    """Persist dialog effects for one customer, in the order given; returns messages to queue.
+
+    Used by every turn (``save_turn``) and by callers outside a turn that
+    build effects themselves (the Rasa action endpoint), so both write the
+    same rows. ``channel``/``address`` is the conversation the effects came
+    from (tickets record it; a handoff switches it to agent mode).
+    ``identity_id`` saves a lookup when known; ``inbox_id`` is the event being
+    handled (an erasure blanks its stored body too). ``SendMyData`` needs
+    ``i18n`` and ``config`` and uses ``locale`` (default: the customer's).
+    Order matters: an erasure comes after the consent withdrawals it keeps.
+    """
+    now = utc(now)
+    extra: list[Outbound] = []
     for effect in effects:
         if isinstance(effect, ConsentChange):
             conn.execute(
                 _INSERT_CONSENT,
                 {
-                    "customer_id": loaded.customer.id,
+                    "customer_id": customer_id,
                     "purpose": effect.purpose,
                     "channel": effect.channel,
                     "granted": effect.granted,
@@ -385,16 +526,317 @@ def save_turn(
         elif isinstance(effect, SetCustomer):
             changes = {k: v for k, v in (("locale", effect.locale), ("first_name", effect.first_name)) if v is not None}
             if changes:
-                conn.execute(
-                    update(customer_t).where(customer_t.c.id == loaded.customer.id).values(updated_at=now, **changes)
-                )
+                _update_customer(conn, customer_id, now, **changes)
         elif isinstance(effect, SetIdentity):
-            if effect.blocked is not None:
-                identity_values["blocked_at"] = now if effect.blocked else None
-            if effect.deep_link is not None:
-                identity_values["deep_link"] = effect.deep_link[:256]
-    if identity_values:
-        conn.execute(update(identity_t).where(identity_t.c.id == loaded.identity_id).values(**identity_values))
+            _set_identity(conn, effect, identity_id, channel, address, now)
+        elif isinstance(effect, SaveCategories):
+            _update_customer(conn, customer_id, now, categories=list(effect.categories))
+        elif isinstance(effect, IssueCode):
+            issue_code(conn, customer_id, effect, now)
+        elif isinstance(effect, OpenTicket):
+            open_ticket(conn, customer_id, channel, address, effect, now)
+        elif isinstance(effect, Handoff):
+            hand_off(conn, customer_id, channel, address, effect, now)
+        elif isinstance(effect, SurveyAnswer):
+            record_survey_answer(conn, customer_id, channel, address, effect, now)
+        elif isinstance(effect, SurveyStatus):
+            set_survey_status(conn, customer_id, channel, address, effect, now)
+        elif isinstance(effect, PauseMarketing):
+            _update_customer(conn, customer_id, now, marketing_paused_until=utc(effect.until))
+        elif isinstance(effect, SendMyData):
+            if i18n is None or config is None:
+                raise ValueError("SendMyData needs i18n and config")
+            from bot.mydata import build_report  # the report reads this module's tables
+
+            extra.append(Outbound(text=build_report(conn, customer_id, i18n, locale, config), transactional=True))
+        elif isinstance(effect, EraseCustomer):
+            erase_customer(conn, customer_id, now, keep_inbox_id=inbox_id)
+        else:
+            log.warning("effect.unknown %r", effect)
+    return extra
+
+
+def _update_customer(conn: Connection, customer_id: int, now: datetime, **values: Any) -> None:
+    conn.execute(update(customer_t).where(customer_t.c.id == customer_id).values(updated_at=now, **values))
+
+
+def _set_identity(
+    conn: Connection, effect: SetIdentity, identity_id: int | None, channel: str, address: str, now: datetime
+) -> None:
+    values: dict[str, Any] = {}
+    if effect.blocked is not None:
+        values["blocked_at"] = now if effect.blocked else None
+    if effect.deep_link is not None:
+        values["deep_link"] = effect.deep_link[:256]
+    if not values:
+        return
+    if identity_id is not None:
+        where = identity_t.c.id == identity_id
+    else:
+        where = and_(identity_t.c.channel == channel, identity_t.c.address == address)
+    conn.execute(update(identity_t).where(where).values(**values))
+
+
+# --- codes, tickets, handoff, surveys -----------------------------------------
+
+
+def issue_code(conn: Connection, customer_id: int, effect: IssueCode, now: datetime) -> bool:
+    """Store a code; with a reference, once per (customer, source, reference). True when stored."""
+    row = {
+        "customer_id": customer_id,
+        "code": effect.code,
+        "category": effect.category,
+        "percent": effect.percent,
+        "expires_at": utc(effect.expires_at),
+        "source": effect.source,
+        "reference": effect.reference,
+        "issued_at": utc(now),
+        "redeemed_at": None,
+    }
+    if effect.reference is None:
+        conn.execute(insert(code_t), row)
+        return True
+    stmt = _insert_ignore(conn, code_t, on=("customer_id", "source", "reference")).returning(code_t.c.id)
+    return conn.execute(stmt, row).scalar_one_or_none() is not None
+
+
+def redeem_code(conn: Connection, code: str, at: datetime) -> bool:
+    """Mark a code used (the shop reports it); True when it was usable."""
+    result = conn.execute(
+        update(code_t).where(code_t.c.code == code, code_t.c.redeemed_at.is_(None)).values(redeemed_at=utc(at))
+    )
+    return result.rowcount == 1
+
+
+def open_ticket(
+    conn: Connection, customer_id: int, channel: str, address: str, effect: OpenTicket, now: datetime, status: str = "open"
+) -> None:
+    now = utc(now)
+    conn.execute(
+        insert(ticket_t),
+        {
+            "number": effect.number,
+            "customer_id": customer_id,
+            "channel": channel,
+            "address": address,
+            "kind": effect.kind,
+            "description": effect.description,
+            "order_number": effect.order_number,
+            "attachments": [dict(a) for a in effect.attachments],
+            "refund_requested": effect.refund_requested,
+            "status": status,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+def new_ticket_number() -> str:
+    from bot.complaints import (
+        new_ticket_number as generate,  # the complaint flow owns the format
+    )
+
+    return generate()
+
+
+def hand_off(conn: Connection, customer_id: int, channel: str, address: str, effect: Handoff, now: datetime) -> str:
+    """The ticket waits for a person and the conversation goes to agent mode; returns the ticket number.
+
+    Inside a turn the saved state already says "agent" and the mode update
+    matches nothing. Outside a turn it switches the mode and bumps the
+    version, so a turn running concurrently is retried and sees it.
+    """
+    now = utc(now)
+    number = effect.ticket
+    if number is None:
+        number = new_ticket_number()
+        open_ticket(
+            conn, customer_id, channel, address, OpenTicket(number=number, kind="handoff", description=effect.reason),
+            now, status="waiting_agent",
+        )
+    else:
+        conn.execute(
+            update(ticket_t)
+            .where(ticket_t.c.number == number, ticket_t.c.customer_id == customer_id)
+            .values(status="waiting_agent", updated_at=now)
+        )
+    conn.execute(
+        update(conversation_t)
+        .where(conversation_t.c.channel == channel, conversation_t.c.address == address, conversation_t.c.mode != "agent")
+        .values(mode="agent", version=conversation_t.c.version + 1, updated_at=now)
+    )
+    return number
+
+
+def start_survey_row(
+    conn: Connection, customer_id: int, survey: str, order_ref: str, channel: str, address: str, now: datetime
+) -> bool:
+    """Create the survey's row as started; False when this order's survey exists already (once per order)."""
+    stmt = _insert_ignore(conn, survey_t, on=("customer_id", "survey", "order_ref")).returning(survey_t.c.id)
+    row = {
+        "customer_id": customer_id,
+        "survey": survey,
+        "order_ref": order_ref,
+        "status": "started",
+        "channel": channel,
+        "address": address,
+        "answers": {},
+        "started_at": utc(now),
+        "finished_at": None,
+    }
+    return conn.execute(stmt, row).scalar_one_or_none() is not None
+
+
+def _survey_where(customer_id: int, survey: str, order: str) -> Any:
+    return and_(survey_t.c.customer_id == customer_id, survey_t.c.survey == survey, survey_t.c.order_ref == order)
+
+
+def record_survey_answer(
+    conn: Connection, customer_id: int, channel: str, address: str, effect: SurveyAnswer, now: datetime
+) -> None:
+    start_survey_row(conn, customer_id, effect.survey, effect.order, channel, address, now)
+    where = _survey_where(customer_id, effect.survey, effect.order)
+    answers = dict(conn.execute(select(survey_t.c.answers).where(where)).scalar_one() or {})
+    answers[effect.question] = effect.answer
+    conn.execute(update(survey_t).where(where).values(answers=answers))
+
+
+def set_survey_status(
+    conn: Connection, customer_id: int, channel: str, address: str, effect: SurveyStatus, now: datetime
+) -> None:
+    start_survey_row(conn, customer_id, effect.survey, effect.order, channel, address, now)
+    finished = None if effect.status == "started" else utc(now)
+    conn.execute(
+        update(survey_t)
+        .where(_survey_where(customer_id, effect.survey, effect.order))
+        .values(status=effect.status, finished_at=finished)
+    )
+
+
+# --- erasure -------------------------------------------------------------------
+
+
+def erase_customer(conn: Connection, customer_id: int, now: datetime, keep_inbox_id: int | None = None) -> None:
+    """Erase a customer's personal data everywhere (the "delete me" of the privacy flow).
+
+    What stays: the customer row as a bare id with ``erased_at``, the consent
+    log (the anonymised record that consent was withdrawn), and ticket rows
+    without their contents (number, kind, dates) for the shop's statistics.
+    Identities and conversations go, so the next message from one of the
+    addresses starts as a new customer. The inbox keeps bodies of events not
+    yet handled, except ``keep_inbox_id``'s (the event being handled now,
+    which is still pending while its turn is saved).
+    """
+    now = utc(now)
+    addresses = [
+        (r.channel, r.address)
+        for r in conn.execute(select(identity_t.c.channel, identity_t.c.address).where(identity_t.c.customer_id == customer_id))
+    ]
+    conn.execute(
+        update(customer_t)
+        .where(customer_t.c.id == customer_id)
+        .values(
+            # null(): SQL NULL, where None in a JSON column would store the JSON value null
+            first_name=None, locale=None, categories=null(), attributes=null(), marketing_paused_until=None,
+            external_id=None, email=None, phone=None, timezone=None, preferred_channel=None,
+            erased_at=now, updated_at=now,
+        )
+    )
+    conn.execute(delete(code_t).where(code_t.c.customer_id == customer_id))
+    conn.execute(delete(survey_t).where(survey_t.c.customer_id == customer_id))
+    conn.execute(
+        update(ticket_t)
+        .where(ticket_t.c.customer_id == customer_id)
+        .values(address="", description="", order_number=None, attachments=[], status="closed", updated_at=now)
+    )
+    by_address = tuple_(log_t.c.channel, log_t.c.address).in_(addresses) if addresses else None
+    conn.execute(delete(log_t).where(or_(log_t.c.customer_id == customer_id, *(() if by_address is None else (by_address,)))))
+    out_by_address = tuple_(outbox_t.c.channel, outbox_t.c.address).in_(addresses) if addresses else None
+    # Pending messages are dropped too; the caller queues this turn's own reply afterwards.
+    conn.execute(
+        delete(outbox_t).where(or_(outbox_t.c.customer_id == customer_id, *(() if out_by_address is None else (out_by_address,))))
+    )
+    if addresses:
+        handled = inbox_t.c.status != "pending"
+        if keep_inbox_id is not None:
+            handled = or_(handled, inbox_t.c.id == keep_inbox_id)
+        conn.execute(
+            update(inbox_t)
+            .where(tuple_(inbox_t.c.channel, inbox_t.c.address).in_(addresses), handled)
+            .values(body=b"", error=None)
+        )
+    conn.execute(delete(conversation_t).where(conversation_t.c.customer_id == customer_id))
+    conn.execute(delete(identity_t).where(identity_t.c.customer_id == customer_id))
+
+
+# --- background jobs (run by the pipeline's sweeper) --------------------------------
+
+
+def paused_customers_due(conn: Connection, now: datetime, limit: int = 200) -> list[int]:
+    """Customers whose marketing pause has passed (an indexed range read: cheap when none)."""
+    result = conn.execute(
+        select(customer_t.c.id)
+        .where(customer_t.c.marketing_paused_until.is_not(None), customer_t.c.marketing_paused_until <= utc(now))
+        .order_by(customer_t.c.marketing_paused_until)
+        .limit(limit)
+    )
+    return [r.id for r in result]
+
+
+def resume_marketing(conn: Connection, customer_id: int, now: datetime) -> int:
+    """End one customer's pause: grant again what the pause withdrew; returns the rows appended.
+
+    Only a purpose whose newest row is still the pause's withdrawal is
+    granted again; a purpose the customer changed themselves since keeps
+    their choice.
+    """
+    now = utc(now)
+    until = as_utc(conn.execute(select(customer_t.c.marketing_paused_until).where(customer_t.c.id == customer_id)).scalar())
+    if until is None or until > now:  # resumed by another process, or paused again meanwhile
+        return 0
+    paused = [
+        r
+        for r in conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
+        if not r.granted and r.source == "pause"
+    ]
+    rows = [
+        {
+            "customer_id": customer_id,
+            "purpose": r.purpose,
+            "channel": r.channel,
+            "granted": True,
+            "source": "pause_ended",
+            "wording_version": r.wording_version,
+            "created_at": now,
+        }
+        for r in paused
+    ]
+    if rows:
+        conn.execute(_INSERT_CONSENT, rows)
+    _update_customer(conn, customer_id, now, marketing_paused_until=None)
+    return len(rows)
+
+
+def expire_surveys(conn: Connection, lifetimes: Sequence[tuple[str, int]], now: datetime) -> int:
+    """Mark started surveys older than their survey's ``expire_hours`` expired; returns how many."""
+    now = utc(now)
+    expired = 0
+    for survey, hours in lifetimes:
+        expired += conn.execute(
+            update(survey_t)
+            .where(
+                survey_t.c.status == "started",
+                survey_t.c.started_at <= now - timedelta(hours=hours),
+                survey_t.c.survey == survey,
+            )
+            .values(status="expired", finished_at=now)
+        ).rowcount
+    return expired
+
+
+def oldest_started_survey(conn: Connection) -> datetime | None:
+    """When the oldest running survey started (None: none runs), so the expiry job can skip early."""
+    return as_utc(conn.execute(select(func.min(survey_t.c.started_at)).where(survey_t.c.status == "started")).scalar())
 
 
 def block_identity(conn: Connection, channel: str, address: str, *, source: str = "platform") -> None:
@@ -427,6 +869,10 @@ def block_identity(conn: Connection, channel: str, address: str, *, source: str 
     ]
     if withdrawn:
         conn.execute(_INSERT_CONSENT, withdrawn)
+
+
+def identity_exists(conn: Connection, channel: str, address: str) -> bool:
+    return conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first() is not None
 
 
 def is_blocked(conn: Connection, channel: str, address: str) -> bool:
