@@ -2,8 +2,11 @@
 
 Checks: every message id the code uses exists in en, de and es; all catalogs
 have the same ids, the same placeholders per id and complete plural forms;
+German and Spanish address the customer formally ("Sie", "usted");
 typed words (yes/no, commands) never mean two things; and a source scan of
-``dialogs/*.py`` and ``bot/dialog.py`` finds no customer-facing literal.
+every module that renders catalog text (``dialogs/*.py``, ``bot/dialog.py``,
+the "my data" report, the Rasa actions) finds no customer-facing literal and
+no catalog id left unused.
 """
 
 from __future__ import annotations
@@ -27,7 +30,16 @@ from bot.i18n import I18n
 ROOT = Path(__file__).resolve().parents[1]
 LOCALES_DIR = ROOT / "locales"
 LANGS = ("en", "de", "es")
-SCANNED = sorted((ROOT / "dialogs").glob("*.py")) + [ROOT / "bot" / "dialog.py"]
+# Every product module that renders catalog text: the dialogs and their engine,
+# and the texts built outside a dialog turn (the "my data" report, the Rasa actions).
+SCANNED = sorted((ROOT / "dialogs").glob("*.py")) + [
+    ROOT / "bot" / "dialog.py",
+    ROOT / "bot" / "mydata.py",
+    ROOT / "integrations" / "rasa_actions.py",
+]
+# Where product code lives; any module here that calls the catalog must be in SCANNED.
+PRODUCT_DIRS = ("bot", "dialogs", "integrations")
+CATALOG_CALLS = {"text", "plural", "words"}  # I18n's methods that look up a message id
 
 # Where a message id goes: function or method name -> positions of msgid arguments.
 MSGID_ARGS: dict[str, tuple[int, ...]] = {
@@ -41,7 +53,14 @@ MSGID_ARGS: dict[str, tuple[int, ...]] = {
     "words": (1,),
 }
 # Where text goes straight to the customer: these arguments must never be literals.
-TEXT_ARGS: dict[str, tuple[int, ...]] = {"say_text": (0,), "ask_text": (0,), "Outbound": (0,), "Button": (1,), "literal_button": (1,)}
+TEXT_ARGS: dict[str, tuple[int, ...]] = {
+    "say_text": (0,),
+    "ask_text": (0,),
+    "Outbound": (0,),
+    "Button": (1,),
+    "literal_button": (1,),
+    "utter_message": (0,),  # rasa-sdk's dispatcher: Rasa sends it to the customer as is
+}
 TEXT_KEYWORDS = {"text", "label"}
 LOG_NAMES = {"log", "logger", "logging"}
 MSGID_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
@@ -109,6 +128,38 @@ def test_placeholders_match_english(catalogs):
         for msgid, forms in entries(catalogs[lang]).items():
             for form in forms:
                 assert placeholders(form) == english[msgid], (lang, msgid, form)
+
+
+# The house tone is formal: German "Sie", Spanish "usted". These words only ever
+# address the customer informally ("du", "dir", "dein"; "tú", "te", "tu", "puedes").
+INFORMAL = {
+    "de": re.compile(r"\b(du|dich|dir|dein|deine[mnrs]?|hast|kannst|möchtest|willst|bist|musst)\b", re.IGNORECASE),
+    "es": re.compile(r"\b(tú|te|ti|tu|tus|contigo|puedes|quieres|tienes|eres|estás|has)\b", re.IGNORECASE),
+}
+
+
+def _typed_words(msgid: str) -> bool:
+    """Entries that list what a customer may type (their words, not ours)."""
+    return msgid.startswith(("words.", "commands.")) or ".words." in msgid
+
+
+def test_informal_address_is_recognised():
+    assert INFORMAL["de"].search("Das hast du gewählt:") and INFORMAL["de"].search("Ich schreibe dir")
+    assert not INFORMAL["de"].search("Ich schreibe Ihnen auf Deutsch. Das haben Sie gewählt:")
+    assert INFORMAL["es"].search("Te escribiré en español.") and INFORMAL["es"].search("lo que has elegido")
+    assert not INFORMAL["es"].search("Le escribiré en español. Esto es lo que ha elegido; parte de sus datos.")
+
+
+@pytest.mark.parametrize("lang", sorted(INFORMAL))
+def test_german_and_spanish_address_the_customer_formally(catalogs, lang):
+    informal = [
+        (msgid, form)
+        for msgid, forms in entries(catalogs[lang]).items()
+        if not _typed_words(msgid)
+        for form in forms
+        if INFORMAL[lang].search(form)
+    ]
+    assert informal == []
 
 
 def test_plural_forms_are_declared_and_complete(catalogs):
@@ -339,10 +390,11 @@ def step(ctx):
     greeting = "Welcome"
     farewell = "¡adiós!"
     ctx.say_text(f"Hi {ctx.first_name}")
+    dispatcher.utter_message(text="ok")
 '''
     problems, _ = scan(bad, known_ids["en"])
     joined = "\n".join(problems)
-    for line in range(3, 12):
+    for line in range(3, 13):
         assert f"line {line}:" in joined, (line, joined)
 
     good = '''
@@ -370,9 +422,40 @@ def test_dialog_code_has_no_customer_facing_literals_and_only_known_ids(known_id
             assert problems == [], f"{path.relative_to(ROOT)} ({lang}):\n" + "\n".join(problems)
 
 
-def test_every_catalog_id_is_used_by_the_code(known_ids):
+def unused_ids(known: set[str], paths: list[Path]) -> set[str]:
+    """The ids of ``known`` that no module of ``paths`` uses, literally or through an f-string pattern."""
     used: set[str] = set()
-    for path in SCANNED:
-        used |= scan(path.read_text("utf-8"), known_ids["en"])[1]
-    unused = {msgid for msgid in known_ids["en"] if not any(re.fullmatch(p, msgid) for p in used)}
-    assert unused == set()
+    for path in paths:
+        used |= scan(path.read_text("utf-8"), known)[1]
+    return {msgid for msgid in known if not any(re.fullmatch(p, msgid) for p in used)}
+
+
+def test_every_catalog_id_is_used_by_the_code(known_ids):
+    assert unused_ids(known_ids["en"], SCANNED) == set()
+
+
+def test_an_id_no_code_uses_is_reported(known_ids):
+    never_said = {"signup.never_said", "mydata.never_said", "rasa.never_said"}
+    assert unused_ids(known_ids["en"] | never_said, SCANNED) == never_said
+
+
+def _calls_the_catalog(source: str) -> bool:
+    """Whether ``source`` looks up a message id: ``<something>i18n.text/plural/words(...)``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in CATALOG_CALLS:
+            receiver = ast.unparse(node.func.value)
+            if receiver.split(".")[-1] == "i18n":
+                return True
+    return False
+
+
+def test_every_module_that_renders_catalog_text_is_scanned():
+    assert _calls_the_catalog("def f(self):\n    return self.i18n.text(self.locale, 'mydata.title')\n")
+    renders = {
+        path.relative_to(ROOT)
+        for folder in PRODUCT_DIRS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if path.name != "i18n.py" and _calls_the_catalog(path.read_text("utf-8"))
+    }
+    assert renders, "the catalog must be called somewhere"
+    assert renders <= {path.relative_to(ROOT) for path in SCANNED}

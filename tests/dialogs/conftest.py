@@ -44,6 +44,8 @@ from bot.turn import (
 
 LOCALES_DIR = Path(__file__).resolve().parents[2] / "locales"
 _event_ids = itertools.count(1)
+# Events the pipeline does not count as the customer's last message.
+_NOT_THE_CUSTOMER_SPEAKING = (Kind.UNSUBSCRIBED, Kind.RESUBSCRIBED, Kind.TRIGGER)
 
 
 class Chat:
@@ -78,7 +80,10 @@ class Chat:
         self.survey_answers: list[SurveyAnswer] = []
         self.survey_status: dict[tuple[str, str], str] = {}
         self.attributes: dict[str, Any] = {}
-        self.created_at = datetime(2025, 1, 1, tzinfo=timezone.utc)
+        # When the customer was created; None until the first event, which sets
+        # it to that event's time like the pipeline does (a new customer, not a
+        # loyal one). Tests that need an older customer set it themselves.
+        self.created_at: datetime | None = None
         self.paused_until: datetime | None = None
         self.erased = False
         self.other_effects: list[Effect] = []  # SendMyData and anything the store handles alone
@@ -130,12 +135,19 @@ class Chat:
         inbound = Inbound(
             channel=self.channel, address=self.address, event_id=f"e{next(_event_ids)}", kind=kind, **fields
         )
+        if self.created_at is None:
+            self.created_at = inbound.received_at
         result = await self.engine.handle(TurnInput(event=inbound, state=self.state, customer=self.snapshot()))
         assert result.state is not self.state, "the engine must return a new state, not mutate its input"
         self.turns += 1
         # stored as JSON between turns, like every state store does
         stored = json.loads(json.dumps(dataclasses.asdict(result.state), default=str))
-        stored["last_inbound_at"] = inbound.received_at  # the pipeline records the customer's last message
+        # The pipeline records only the customer's own messages as "last heard
+        # from"; a trigger is the shop speaking and leaves the time as it was.
+        if kind not in _NOT_THE_CUSTOMER_SPEAKING:
+            stored["last_inbound_at"] = inbound.received_at
+        else:
+            stored["last_inbound_at"] = self.state.last_inbound_at
         self.state = ConversationState(**stored)
         self.state.version += 1
         self.messages, self.effects = result.messages, result.effects
@@ -266,6 +278,30 @@ def t(i18n: I18n):
 
 
 @pytest.fixture
+def help_text(i18n: I18n):
+    """The whole help as a customer in ``locale`` sees it with every flow installed, built from the catalog.
+
+    The fixed commands, then one line per optional flow (categories,
+    complaint, a person), then the footer, each command named by its first
+    word in that language ("hilfe", "datenschutz").
+    """
+
+    def build(locale: str) -> str:
+        def word(command: str) -> str:
+            return i18n.words(locale, f"commands.{command}")[0]
+
+        fixed = i18n.text(locale, "help.text", **{c: word(c) for c in ("help", "menu", "privacy", "language", "stop")})
+        optional = [
+            i18n.text(locale, "help.categories", categories=word("categories")),
+            i18n.text(locale, "help.complaint", complaint=word("complaint")),
+            i18n.text(locale, "help.human", human=word("human")),
+        ]
+        return "\n".join([fixed, *optional]) + "\n\n" + i18n.text(locale, "help.footer")
+
+    return build
+
+
+@pytest.fixture
 def joined():
     """One message as the engine builds it from a plain text and the question asked right after it.
 
@@ -292,6 +328,8 @@ async def signed_up(chat: Chat, answers: tuple[str, ...] = ("yes", "no", "yes", 
             await chat.answer(answer)
         else:
             await chat.send(answer)
+    if chat.state.dialog == "categories":  # the welcome offer that follows a marketing "yes"
+        await chat.press("done:categories")
     assert chat.state.dialog is None, chat.text
     return chat
 

@@ -8,6 +8,9 @@ from bot.events import Kind, Media
 from bot.turn import ConsentChange, SetCustomer, SetIdentity
 
 PURPOSES = ["marketing", "personalised", "location", "surveys"]
+# The main menu with every flow installed: (button id = the dialog it starts) and its English labels.
+MENU = ["categories", "complaint", "privacy", "handoff", "language", "help"]
+MENU_LABELS = ["My categories", "Report a problem", "Privacy & data", "Talk to a person", "Language", "Help"]
 
 
 async def test_stop_withdraws_granted_marketing_consents_and_confirms(make_chat, signed_up_chat):
@@ -99,24 +102,25 @@ async def test_privacy_in_the_middle_of_signup_resumes_the_question(make_chat, t
     assert chat.texts == [t("en", "consent.location.question", shop="Shop")]
 
 
-async def test_help_shows_command_words_and_reasks_the_current_question(make_chat, t, joined):
+async def test_help_shows_command_words_and_reasks_the_current_question(make_chat, t, joined, help_text):
     chat = make_chat(language_code="de")
     await chat.command("start")
     await chat.press("continue")
     await chat.send("Hilfe")
-    help_text = t("de", "help.text", help="hilfe", menu="menü", privacy="datenschutz", language="sprache", stop="stopp")
-    assert "• datenschutz – ansehen und ändern" in help_text
-    assert "• stopp –" in help_text and "• sprache –" in help_text
-    assert chat.texts == [joined(help_text, t("de", "consent.marketing.question", shop="Shop"))]
+    shown = help_text("de")
+    assert "• datenschutz – ansehen und ändern" in shown
+    assert "• stopp –" in shown and "• sprache –" in shown
+    assert "• kategorien –" in shown and "• beschwerde –" in shown
+    assert chat.texts == [joined(shown, t("de", "consent.marketing.question", shop="Shop"))]
     assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
 
 
-async def test_help_in_english_works_for_a_spanish_customer(make_chat, t, joined):
+async def test_help_in_english_works_for_a_spanish_customer(make_chat, t, joined, help_text):
     chat = make_chat(language_code="es")
     await chat.command("start")
     await chat.send("help")
-    help_text = t("es", "help.text", help="ayuda", menu="menú", privacy="privacidad", language="idioma", stop="parar")
-    assert chat.texts == [joined(help_text, t("es", "signup.language_check"))]
+    assert "• privacidad:" in help_text("es") and "• parar:" in help_text("es")
+    assert chat.texts == [joined(help_text("es"), t("es", "signup.language_check"))]
     assert chat.button_ids == ["continue", "language"]
     assert chat.labels == [t("es", "signup.continue"), t("es", "signup.change_language")]
 
@@ -128,7 +132,7 @@ async def test_slash_command_typed_as_text(make_chat, signed_up_chat, t, joined)
     assert chat.buttons == []
     await chat.send("/start")
     assert chat.texts == [joined("Welcome back, Alice!", t("en", "menu.question"))]
-    assert chat.button_ids == ["privacy", "language", "help"]
+    assert chat.button_ids == MENU
 
 
 async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(make_chat, t, joined):
@@ -137,7 +141,7 @@ async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(
     await chat.press("continue")
     await chat.send("menu")
     assert chat.texts == [t("en", "menu.question")]
-    assert chat.labels == ["Privacy settings", "Language", "Help"]
+    assert chat.labels == MENU_LABELS
     await chat.press("language")
     assert chat.texts == [t("en", "language.question")]
     await chat.press("de")
@@ -145,11 +149,10 @@ async def test_menu_buttons_run_their_dialog_and_return_to_the_interrupted_step(
     assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
 
 
-async def test_stale_menu_button_still_works_when_idle(make_chat, signed_up_chat, t):
+async def test_stale_menu_button_still_works_when_idle(make_chat, signed_up_chat, help_text):
     chat = await signed_up_chat(make_chat())
     await chat.press("help")
-    words = {"help": "help", "menu": "menu", "privacy": "privacy", "language": "language", "stop": "stop"}
-    assert chat.texts == [t("en", "help.text", **words)]
+    assert chat.texts == [help_text("en")]
     assert chat.buttons == []
     assert chat.state.dialog is None
 
@@ -158,7 +161,7 @@ async def test_language_command_when_idle_confirms_in_the_new_language(make_chat
     chat = await signed_up_chat(make_chat())
     await chat.send("idioma")  # a Spanish command word works for an English customer
     await chat.send("Español")
-    assert chat.texts == ["De acuerdo, a partir de ahora te escribiré en español."]
+    assert chat.texts == ["De acuerdo, a partir de ahora le escribiré en español."]  # formal "usted"
     assert chat.effects == [SetCustomer(locale="es")]
     assert chat.state.dialog is None and chat.state.locale == "es"
     await chat.send("ayuda")
@@ -167,10 +170,10 @@ async def test_language_command_when_idle_confirms_in_the_new_language(make_chat
 
 async def test_unknown_text_when_idle_explains_and_shows_the_menu(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat())
-    await chat.send("where is my parcel")
+    await chat.send("purple")  # means nothing: no command, no intent
     assert chat.texts == [joined(t("en", "fallback.idle"), t("en", "menu.question"))]
-    assert chat.button_ids == ["privacy", "language", "help"]
-    assert chat.labels == ["Privacy settings", "Language", "Help"]
+    assert chat.button_ids == MENU
+    assert chat.labels == MENU_LABELS
 
 
 async def test_unsubscribe_withdraws_granted_consents_silently_and_blocks(make_chat, signed_up_chat):
@@ -220,14 +223,14 @@ async def test_agent_mode_keeps_the_bot_silent(make_chat):
     assert chat.state.step == "consent"
 
 
-async def test_group_chat_only_answers_help(make_chat, t):
+async def test_group_chat_only_answers_help(make_chat, help_text):
     chat = make_chat(chat_type="group", address="-1001234567890")
     await chat.send("hi everyone")
     assert chat.messages == [] and chat.effects == []
     await chat.command("start")
     assert chat.messages == []
     await chat.command("help")
-    assert chat.texts == [t("en", "help.text", help="help", menu="menu", privacy="privacy", language="language", stop="stop")]
+    assert chat.texts == [help_text("en")]
     await chat.send("menu")
     assert chat.texts[0].startswith("Here's what I can do:")
     assert chat.state.dialog is None and chat.effects == []
@@ -261,9 +264,8 @@ async def test_photo_in_spanish(make_chat, t, joined):
     chat = make_chat(language_code="es")
     await chat.command("start")
     await chat.event(Kind.MEDIA, media=Media(type="photo", ref="x"), text="mira")
-    assert chat.texts == [
-        joined("Aquí no puedo usar una foto; elige una de las opciones, por favor.", t("es", "signup.language_check"))
-    ]
+    assert chat.texts == [joined(t("es", "fallback.photo"), t("es", "signup.language_check"))]
+    assert chat.texts[0].startswith("Aquí no puedo usar una foto; elija una de las opciones")  # formal "usted"
     assert chat.labels == ["Continuar", "Cambiar idioma"]
 
 

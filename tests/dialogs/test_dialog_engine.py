@@ -222,7 +222,7 @@ async def test_a_stale_press_reasks_the_open_question_and_reaches_no_step(config
     assert answers == ["no:q1", "yes:q2"]
 
 
-async def test_free_input_steps_get_text_and_media_but_commands_still_win(config, i18n):
+async def test_free_input_steps_get_text_and_media_but_commands_still_win(config, i18n, help_text):
     received: list[tuple[str, str | None]] = []
 
     def take(ctx: Context):
@@ -245,9 +245,7 @@ async def test_free_input_steps_get_text_and_media_but_commands_still_win(config
     assert [m.text for m in result.messages] == [i18n.text("en", "privacy.title")]
     result = await engine.handle(turn(Kind.TEXT, result.state, text="help"))
     # the resumed step only says its prompt (no question), so nothing is merged
-    words = {"help": "help", "menu": "menu", "privacy": "privacy", "language": "language", "stop": "stop"}
-    help_text = i18n.text("en", "help.text", **words)
-    assert [m.text for m in result.messages] == [help_text, i18n.text("en", "menu.question")]
+    assert [m.text for m in result.messages] == [help_text("en"), i18n.text("en", "menu.question")]
     assert received[-1][0] == "see"  # the command never reached the step
     assert result.state.step == "write"  # and the step was resumed
 
@@ -280,10 +278,10 @@ async def test_going_to_an_unknown_step_is_a_programming_error(config, i18n):
 async def test_a_stored_state_of_a_removed_dialog_falls_back_gracefully(config, i18n):
     engine = DialogEngine(config, i18n)
     state = ConversationState(dialog="retired", step="old", offered=[{"id": "x", "label": "X"}])
-    result = await engine.handle(turn(Kind.TEXT, state, text="hello"))
+    result = await engine.handle(turn(Kind.TEXT, state, text="purple"))  # means nothing: no command, no intent
     merged = i18n.text("en", "fallback.idle") + "\n\n" + i18n.text("en", "menu.question")
     assert [m.text for m in result.messages] == [merged]
-    assert [b.id for b in result.messages[0].buttons] == ["privacy", "language", "help"]
+    assert [b.id for b in result.messages[0].buttons] == ["categories", "complaint", "privacy", "handoff", "language", "help"]
     assert result.state.dialog == "menu"
 
 

@@ -8,13 +8,17 @@ from bot.events import Kind
 from bot.turn import ConsentChange, SetCustomer, SetIdentity
 
 PURPOSES = ["marketing", "personalised", "location", "surveys"]
+# The main menu with every flow installed: (button id = the dialog it starts) and its English labels.
+MENU = ["categories", "complaint", "privacy", "handoff", "language", "help"]
+MENU_LABELS = ["My categories", "Report a problem", "Privacy & data", "Talk to a person", "Language", "Help"]
+CATEGORY_NAMES = ["Shoes", "Clothing", "Electronics", "Home & garden", "Beauty", "Sports", "Toys", "Books"]
 
 
 def consent_question(t, locale: str, purpose: str) -> str:
     return t(locale, f"consent.{purpose}.question", shop="Shop")
 
 
-async def test_whole_signup_by_button_presses(make_chat, t, joined):
+async def test_whole_signup_by_button_presses(make_chat, t, joined, i18n):
     chat = make_chat(first_name="Alice", language_code="en")
     await chat.command("start")
     # greeting and language check are one message, with the language check's buttons
@@ -32,16 +36,25 @@ async def test_whole_signup_by_button_presses(make_chat, t, joined):
         granted = answers[purpose] == "yes"
         assert chat.effects[0] == ConsentChange(purpose, "telegram", granted, "signup", "1")
 
-    assert len(chat.messages) == 1 and chat.buttons == []
-    summary = chat.text
-    assert "All set!" in summary
+    # marketing was granted, so the summary leads into the welcome offer: one message, with its list
+    assert len(chat.messages) == 1
+    summary, offer = chat.text.split("\n\n🎁 ", 1)
+    assert summary.startswith("All set!")
     assert "✅ Marketing messages: on" in summary
     assert "❌ Personal offers: off" in summary
     assert "✅ Offers nearby: on" in summary
     assert "❌ Surveys: off" in summary
     assert "type privacy" in summary and "Type stop" in summary
-    assert chat.state.dialog is None and chat.state.offered == []
+    welcome = i18n.plural("en", "categories.welcome", "categories.welcome.plural", 5, done="Done")  # limit 5
+    assert "🎁 " + offer == welcome + "\n\n" + "0 categories picked out of 5"
+    assert chat.labels == [*CATEGORY_NAMES, "Done"]
+    assert chat.button_ids[-1] == "done:categories"
+    assert chat.state.dialog == "categories"
     assert [chat.granted(p) for p in PURPOSES] == [True, False, True, False]
+
+    await chat.press("done:categories")  # nothing picked: the offer ends without a code
+    assert chat.state.dialog is None and chat.state.offered == []
+    assert chat.categories == () and chat.codes == []
 
 
 @pytest.mark.parametrize(
@@ -108,7 +121,7 @@ async def test_change_language_at_the_start_of_signup(make_chat, t, joined):
     assert chat.texts == [t("en", "language.question")]
     assert chat.buttons == [("en", "English"), ("de", "Deutsch"), ("es", "Español")]
     await chat.send("deutsch")  # a typed language name picks it
-    changed = "Alles klar, ich schreibe dir ab jetzt auf Deutsch."
+    changed = "Alles klar, ich schreibe Ihnen ab jetzt auf Deutsch."  # formal "Sie", like every German text
     assert chat.texts == [joined(changed, consent_question(t, "de", "marketing"))]
     assert chat.buttons == [("yes:marketing", "Ja"), ("no:marketing", "Nein")]
     assert chat.locale == "de" and chat.state.locale == "de"
@@ -133,7 +146,7 @@ async def test_changing_language_mid_signup_reasks_the_same_question(make_chat, 
     assert chat.texts == [consent_question(t, "es", "location")]
 
 
-async def test_a_miss_reasks_once_then_offers_help(make_chat, t, joined):
+async def test_a_miss_reasks_once_then_offers_a_person_then_help(make_chat, t, joined):
     chat = make_chat()
     await chat.command("start")
     await chat.press("continue")
@@ -144,12 +157,17 @@ async def test_a_miss_reasks_once_then_offers_help(make_chat, t, joined):
     assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
     assert chat.state.misses == 1
 
-    await chat.send("purple")
+    await chat.send("purple")  # the second miss in a row: a person may help better than a third try
+    assert chat.texts == [t("en", "engine.offer_person")]
+    assert chat.buttons == [("handoff", "Talk to a person"), ("menu", "Menu")]
+    assert chat.state.misses == 2
+
+    await chat.send("grape")  # not taking the offer: the question again, with the help hint
     hint = t("en", "fallback.help_hint", help="help", menu="menu")
     assert "type help or menu" in hint
     assert chat.texts == [joined(hint, question)]
     assert chat.buttons == [("yes:marketing", "Yes"), ("no:marketing", "No")]
-    assert chat.state.misses == 2
+    assert chat.state.misses == 3
 
     await chat.send("yes")
     assert chat.state.misses == 0
@@ -217,7 +235,7 @@ async def test_started_for_a_signed_up_customer_is_one_welcome_back_with_menu(ma
     messages = await chat.event(Kind.STARTED)
     assert len(messages) == 1
     assert messages[0].text.startswith("Welcome back, Alice!")
-    assert chat.labels == ["Privacy settings", "Language", "Help"]
+    assert chat.labels == MENU_LABELS
 
 
 async def test_start_with_payload_stores_the_deep_link(make_chat):
@@ -232,7 +250,7 @@ async def test_start_after_signup_welcomes_back_and_still_stores_the_link(make_c
     chat = await signed_up_chat(make_chat())
     await chat.command("start", "summer")
     assert chat.texts == [joined(t("en", "menu.welcome_back_name", name="Alice"), t("en", "menu.question"))]
-    assert chat.button_ids == ["privacy", "language", "help"]
+    assert chat.button_ids == MENU
     assert chat.deep_link == "summer"
     assert not any(isinstance(e, ConsentChange) for e in chat.effects)
 
@@ -247,9 +265,16 @@ async def test_first_message_of_new_identity_starts_signup_without_a_name(make_c
 
 async def test_second_message_of_known_identity_does_not_restart_signup(make_chat, signed_up_chat, t, joined):
     chat = await signed_up_chat(make_chat())
-    await chat.send("hello again")
-    assert chat.texts == [joined(t("en", "fallback.idle"), t("en", "menu.question"))]
-    assert chat.button_ids == ["privacy", "language", "help"]
+    await chat.send("hello again")  # a greeting: welcomed back with the menu, not a new sign-up
+    assert chat.texts == ["Welcome back, Alice!\n\nWhat would you like to do?"]
+    assert chat.button_ids == MENU
+    assert chat.state.dialog == "menu"
+    assert not any(isinstance(e, ConsentChange) for e in chat.effects)
+
+    await chat.send("purple")  # not a menu choice: the menu is asked again
+    assert chat.texts == [joined(t("en", "fallback.retry"), t("en", "menu.question"))]
+    assert chat.button_ids == MENU
+    assert chat.state.dialog == "menu"
 
 
 async def test_start_mid_signup_asks_only_what_is_still_open(make_chat, t):

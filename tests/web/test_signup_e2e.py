@@ -66,8 +66,14 @@ def command_word(locale: str, command: str) -> str:
 
 
 def help_text(locale: str) -> str:
+    """The whole help with every flow installed: fixed commands, the optional flows' lines, the footer."""
     words = {c: command_word(locale, c) for c in ("help", "menu", "privacy", "language", "stop")}
-    return t(locale, "help.text", **words)
+    optional = [
+        t(locale, "help.categories", categories=command_word(locale, "categories")),
+        t(locale, "help.complaint", complaint=command_word(locale, "complaint")),
+        t(locale, "help.human", human=command_word(locale, "human")),
+    ]
+    return "\n".join([t(locale, "help.text", **words), *optional]) + "\n\n" + t(locale, "help.footer")
 
 
 def intro(tp: Touchpoint, locale: str, first_name: str) -> str:
@@ -110,15 +116,34 @@ async def consent_log(tp: Touchpoint, user: PlatformUser) -> list[tuple[str, boo
     return [(r.purpose, bool(r.granted), r.source, r.wording_version) for r in rows]
 
 
+def category_names(tp: Touchpoint, locale: str) -> list[str]:
+    return [c.name.get(locale) for c in config(tp).categories]
+
+
+def welcome_offer(tp: Touchpoint, locale: str) -> str:
+    """The favourite-categories offer that follows the summary once marketing is granted."""
+    limit = config(tp).discounts.max_favourites
+    return I18N.plural(locale, "categories.welcome", "categories.welcome.plural", limit, done=t(locale, "buttons.done"))
+
+
 async def sign_up(tp: Touchpoint, user: PlatformUser, answers: dict[str, bool]) -> Reply:
-    """The whole English sign-up by button presses; returns the summary."""
+    """The whole English sign-up by button presses; returns the summary.
+
+    With marketing granted the summary carries the welcome offer and its list of
+    categories; the customer picks none and taps "Done", so the chat is idle after.
+    """
     await user.start()
     await user.press(t("en", "signup.start" if user.platform == "viber" else "signup.continue"))
     replies: list[Reply] = []
     for purpose in config(tp).consent_purposes:
         replies = await user.press(t("en", "buttons.yes" if answers[purpose.id] else "buttons.no"))
     assert len(replies) == 1 and replies[0].text.startswith(t("en", "signup.summary"))
-    return replies[0]
+    summary = replies[0]
+    if summary.buttons:
+        assert welcome_offer(tp, "en") in summary.text
+        (done,) = await user.press(t("en", "buttons.done"))
+        assert done.text == t("en", "categories.none", categories=command_word("en", "categories"))
+    return summary
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0) -> Any:
@@ -175,13 +200,21 @@ async def test_whole_signup_by_button_presses(tp: Touchpoint, platform: str) -> 
         asked = await user.press(t("en", "buttons.yes" if answers[purpose.id] else "buttons.no"))
 
     (summary,) = asked
-    assert summary.buttons == ()
     assert summary.text.startswith(t("en", "signup.summary"))
     for line in summary_lines("en", answers):
         assert line in summary.text
+    # marketing was granted: the welcome offer follows in the same message, with the categories to pick
+    assert answers["marketing"]
+    assert f"\n\n{welcome_offer(tp, 'en')}\n\n" in summary.text
+    assert summary.labels == [*category_names(tp, "en"), t("en", "buttons.done")]
+    (picked,) = await user.press(category_names(tp, "en")[0])
+    assert picked.labels[0] == t("en", "categories.label_picked", name=category_names(tp, "en")[0])
+    (saved,) = await user.press(t("en", "buttons.done"))
+    assert saved.text.startswith(t("en", "categories.saved", names=category_names(tp, "en")[0]))
+    assert saved.buttons == ()
 
     if platform == "telegram":  # every press stopped the button's spinner
-        await eventually(lambda: _callbacks_answered(tp, 1 + len(answers)))
+        await eventually(lambda: _callbacks_answered(tp, 3 + len(answers)))
 
     found = await lookup(tp, user)
     assert granted(found) == answers
@@ -350,7 +383,9 @@ async def test_telegram_403_on_send_blocks_identity_and_drops_the_queued_reply(t
     assert attempts(tp, user, help_text("en")) == [False, False]  # 429, then 403; never accepted
     assert attempts(tp, user, t("en", "menu.question")) == []  # the queued reply never went out
     received = [r for r in tp.fake.sent("telegram") if recipient(r) == user.address]
-    assert read_reply("telegram", received[-1].json).text.startswith(t("en", "signup.summary"))
+    # the last message that reached the customer is the sign-up's last (the welcome offer declined)
+    assert read_reply("telegram", received[-1].json).text == user.replies[-1].text
+    assert user.replies[-1].text == t("en", "categories.none", categories=command_word("en", "categories"))
     rows = await tp.query("SELECT status FROM outbox WHERE address = :a AND status != 'sent'", a=user.address)
     assert [r.status for r in rows] == ["blocked", "blocked"]
     # blocking the bot withdraws what was granted on this channel, as a block event does
@@ -590,7 +625,8 @@ async def test_button_limits_hold_on_the_wire(tp: Touchpoint, platform: str) -> 
         consent_questions.append(user.replies[-1])
         await user.press(t("en", "buttons.yes"))
     (privacy,) = await user.say("privacy")
-    assert len(privacy.buttons) == len(config(tp).consent_purposes) + 1
+    actions = [t("en", msgid) for msgid in ("privacy.my_data", "privacy.pause", "privacy.erase", "buttons.done")]
+    assert privacy.labels[len(config(tp).consent_purposes) :] == actions  # one toggle per purpose, then these
 
     recorded = [r for r in tp.fake.requests if r.platform == platform and recipient(r) == user.address]
     keyboards = [read_reply(platform, r.json) for r in recorded if read_reply(platform, r.json).buttons]
@@ -615,4 +651,4 @@ async def test_button_limits_hold_on_the_wire(tp: Touchpoint, platform: str) -> 
                 assert len(reply.buttons) <= 10
                 assert all(len(b.label) <= 24 and len(b.description) <= 72 for b in reply.buttons)
                 assert len(reply.body["interactive"]["action"]["button"]) <= 20
-        assert privacy.widget == "list"  # five choices do not fit WhatsApp's three reply buttons
+        assert privacy.widget == "list"  # eight choices do not fit WhatsApp's three reply buttons
