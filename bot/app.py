@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
-from bot.appkeys import ADAPTERS, BACKEND, CONFIG, DB, PIPELINE, SETTINGS
+from bot.appkeys import ADAPTERS, BACKEND, CAMPAIGNS, CONFIG, DB, PIPELINE, PUSHES, SETTINGS, TOUCHPOINTS
 from bot.config import ShopConfig, load_config
 from bot.db import Database
 from bot.migrate import upgrade
@@ -35,10 +35,12 @@ HOW_TO_ENABLE = {
     "telegram": "set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET",
     "viber": "set VIBER_AUTH_TOKEN (and VIBER_BOT_NAME)",
     "whatsapp": "set WHATSAPP_ACCESS_TOKEN, WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_APP_SECRET and WHATSAPP_VERIFY_TOKEN",
+    "email": "set SMTP_HOST and SMTP_FROM (and SMTP_USERNAME/SMTP_PASSWORD)",
+    "sms": "set SMS_GATEWAY_TOKEN (and SMS_GATEWAY_URL, SMS_FROM, SMS_WEBHOOK_SECRET)",
 }
 
 
-def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+def build_adapters(settings: Settings, config: ShopConfig | None = None) -> dict[str, ChannelAdapter]:
     """One adapter per configured channel; a channel is enabled when its token is set."""
     adapters: dict[str, ChannelAdapter] = {}
     if settings.telegram_enabled:
@@ -64,6 +66,34 @@ def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
             settings.whatsapp_app_secret.get_secret_value(),
             settings.whatsapp_verify_token.get_secret_value(),
             settings.whatsapp_api_url,
+        )
+    if settings.email_enabled:
+        from integrations.email import EmailAdapter
+
+        unsubscribe_secret = settings.email_unsubscribe_secret.get_secret_value() or settings.smtp_password.get_secret_value()
+        adapters["email"] = EmailAdapter(
+            settings.smtp_host,
+            settings.smtp_port,
+            sender=settings.smtp_from,
+            shop_name=settings.smtp_from_name or (config.shop_name if config else "Shop"),
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            cert_bundle=settings.smtp_ca_bundle or None,
+            unsubscribe_url=settings.email_unsubscribe_url or f"{settings.public_url}/unsubscribe/{{token}}",
+            unsubscribe_mailto=settings.email_unsubscribe_mailto,
+            unsubscribe_secret=unsubscribe_secret,
+        )
+    if settings.sms_enabled:
+        from integrations.sms import SmsAdapter, SmsGateway
+
+        gateway = SmsGateway(**{**(config.sms_gateway if config else {}), "url": settings.sms_gateway_url})
+        adapters["sms"] = SmsAdapter(
+            gateway,
+            settings.sms_gateway_token.get_secret_value(),
+            settings.sms_from,
+            settings.sms_webhook_secret.get_secret_value(),
         )
     return adapters
 
@@ -140,15 +170,15 @@ def create_app(
     default). ``run_migrations``: apply migrations at start (default: only for
     SQLite, the embedded mode; scaled deployments run ``touchpoint db upgrade``).
     """
-    from bot.web import health, rasa, shop_api, webhooks
+    from bot.web import health, push_api, rasa, shop_api, webhooks
 
     config = load_config(settings.touchpoint_config or None)
     app = web.Application(client_max_size=settings.touchpoint_max_body_bytes)
     app[SETTINGS] = settings
     app[CONFIG] = config
-    chosen = dict(adapters) if adapters is not None else build_adapters(settings)
+    chosen = dict(adapters) if adapters is not None else build_adapters(settings, config)
     app[ADAPTERS] = chosen
-    for channel in ("telegram", "viber", "whatsapp"):
+    for channel in ("telegram", "viber", "whatsapp", "sms", "email"):
         if channel not in chosen:
             log.info("channel.disabled channel=%s route=/webhooks/%s answers 404; to enable: %s",
                      channel, channel, HOW_TO_ENABLE[channel])
@@ -208,9 +238,37 @@ def create_app(
         if nlu is not None:
             await nlu.close()  # after the last turn that could ask it
 
-    app.cleanup_ctx.extend([database_ctx, backend_ctx, adapters_ctx, pipeline_ctx])
+    async def touchpoints_ctx(app: web.Application) -> AsyncIterator[None]:
+        from bot.campaigns import Campaigns
+        from bot.i18n import I18n
+        from bot.pushes import PushService
+        from bot.touchpoints import Touchpoints
+
+        pipeline = app[PIPELINE]
+        pushes = PushService(
+            app[DB],
+            config,
+            I18n.load(),
+            public_url=settings.public_url,
+            enabled_channels=list(chosen),
+            wake_sender=pipeline.wake_sender,
+            start_survey=pipeline.survey_starter(config),
+        )
+        app[PUSHES] = pushes
+        app[TOUCHPOINTS] = Touchpoints(app[DB], config, pushes)
+        app[CAMPAIGNS] = campaigns = Campaigns(app[DB], pushes, app[BACKEND].locks)
+        tasks = []
+        if run_workers:
+            tasks = [asyncio.create_task(pushes.run()), asyncio.create_task(campaigns.run())]
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.extend([database_ctx, backend_ctx, adapters_ctx, pipeline_ctx, touchpoints_ctx])
     health.setup(app)
     webhooks.setup(app)
     shop_api.setup(app)
+    push_api.setup(app)
     rasa.setup(app)
     return app

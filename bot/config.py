@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -212,6 +212,14 @@ class TouchpointRule(BaseModel):
     discount_percent: int | None = Field(default=None, ge=1, le=40)  # a code issued with it (cart offer)
 
 
+class Links(BaseModel):
+    """Where the account-link deep links point (shop API link tokens); empty: that channel is left out."""
+
+    telegram_bot_username: str = ""  # without "@"
+    viber_chat_uri: str = ""
+    whatsapp_number: str = ""  # digits, with country code
+
+
 class ShopConfig(BaseModel):
     shop_name: str = "Shop"
     default_locale: str = "en"
@@ -226,6 +234,9 @@ class ShopConfig(BaseModel):
     intents: Intents = Field(default_factory=Intents)
     surveys: list[Survey] = Field(default_factory=list)
     policy: Policy = Field(default_factory=Policy)
+    links: Links = Field(default_factory=Links)
+    # The SMS gateway's request/response mapping (integrations.sms.SmsGateway); the URL and token are settings.
+    sms_gateway: dict[str, Any] = Field(default_factory=dict)
     touchpoints: dict[str, TouchpointRule] = Field(default_factory=dict)
 
     @field_validator("locales")

@@ -39,6 +39,30 @@ class Settings(BaseSettings):
 
     # Rasa server for free-text intents (POST <url>/model/parse); empty: the built-in phrase matcher.
     rasa_url: str = ""
+    # When set, POST /rasa/webhook (the action server) requires ?token=... or a Bearer token.
+    touchpoint_rasa_token: SecretStr = SecretStr("")
+    # Where customers reach this server from outside: tracked links (/l/...) and unsubscribe links.
+    touchpoint_public_url: str = ""
+
+    # E-mail (empty SMTP_HOST: the channel is off).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    smtp_from_name: str = ""
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_ca_bundle: str = ""
+    email_unsubscribe_url: str = ""  # e.g. https://shop.example/unsubscribe/{token}; default: this server's
+    email_unsubscribe_mailto: str = ""
+    email_unsubscribe_secret: SecretStr = SecretStr("")
+
+    # SMS through an HTTP gateway (empty token: the channel is off); the mapping is [sms_gateway] in the config.
+    sms_gateway_url: str = "https://api.nexmo.com/v1/messages"
+    sms_gateway_token: SecretStr = SecretStr("")
+    sms_from: str = ""
+    sms_webhook_secret: SecretStr = SecretStr("")
 
     @property
     def api_keys(self) -> list[str]:
@@ -51,6 +75,18 @@ class Settings(BaseSettings):
     @property
     def viber_enabled(self) -> bool:
         return bool(self.viber_auth_token.get_secret_value())
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host and self.smtp_from)
+
+    @property
+    def sms_enabled(self) -> bool:
+        return bool(self.sms_gateway_token.get_secret_value())
+
+    @property
+    def public_url(self) -> str:
+        return (self.touchpoint_public_url or f"http://{self.touchpoint_host}:{self.touchpoint_port}").rstrip("/")
 
     @property
     def whatsapp_enabled(self) -> bool:

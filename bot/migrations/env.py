@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.models import TABLES  # noqa: F401 - registers the tables on the metadata
+from bot.models_shop import SHOP_TABLES  # noqa: F401 - the shop side's tables
 from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata

@@ -1,0 +1,358 @@
+"""SQL of the push side: push rows and their history, the facts a decision needs, links, orders.
+
+Synchronous SQLAlchemy Core functions of a connection, like ``bot/store.py``,
+run through ``Database.write``/``read``. Facts are loaded for a batch of
+customers with a handful of statements, so a campaign of 100,000 recipients
+costs a few hundred queries, not a few per recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import Connection
+
+from bot.models import ChannelIdentity, Consent, Conversation, Customer, DiscountCode, OutboxMessage
+from bot.models_shop import Link, Push, PushEvent
+from bot.store import _insert_ignore, as_utc
+
+push_t = Push.__table__
+event_t = PushEvent.__table__
+link_t = Link.__table__
+customer_t = Customer.__table__
+identity_t = ChannelIdentity.__table__
+consent_t = Consent.__table__
+conversation_t = Conversation.__table__
+outbox_t = OutboxMessage.__table__
+code_t = DiscountCode.__table__
+
+BATCH = 500
+OPEN = ("queued", "deferred")
+IN_FLIGHT = ("sending", "sent")
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+def create_pushes(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) -> list[tuple[int, bool]]:
+    """Insert pushes (customer_id, touchpoint, dedup_key, variables, priority, transactional, campaign_id).
+
+    Returns (push id, created) per row in order; an existing (customer,
+    touchpoint, dedup_key) is not created again: the same alert at most once.
+    """
+    if not rows:
+        return []
+    values = [
+        {
+            "status": "queued",
+            "tried": [],
+            "due_at": now,
+            "created_at": now,
+            "campaign_id": None,
+            **row,
+        }
+        for row in rows
+    ]
+    before = conn.execute(select(func.coalesce(func.max(push_t.c.id), 0))).scalar_one()
+    conn.execute(_insert_ignore(conn, push_t, ["customer_id", "touchpoint", "dedup_key"]), values)
+    out: list[tuple[int, bool]] = []
+    for chunk in _chunks(values, BATCH):
+        found = {
+            (r.customer_id, r.dedup_key): r.id
+            for r in conn.execute(
+                select(push_t.c.id, push_t.c.customer_id, push_t.c.dedup_key).where(
+                    push_t.c.touchpoint == chunk[0]["touchpoint"],
+                    push_t.c.customer_id.in_([v["customer_id"] for v in chunk]),
+                    push_t.c.dedup_key.in_({v["dedup_key"] for v in chunk}),
+                )
+            )
+        }
+        for v in chunk:
+            push_id = found[(v["customer_id"], v["dedup_key"])]
+            out.append((push_id, push_id > before))
+    created = [{"push_id": pid, "status": "queued", "at": now} for pid, new in out if new]
+    if created:
+        conn.execute(event_t.insert(), created)
+    return out
+
+
+def record(
+    conn: Connection,
+    push_ids: Iterable[int] | int,
+    status: str,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    channel: str | None = None,
+    detail: str | None = None,
+    **values: Any,
+) -> None:
+    """Move pushes to ``status`` and append the step to their history."""
+    ids = [push_ids] if isinstance(push_ids, int) else list(push_ids)
+    if not ids:
+        return
+    changes: dict[str, Any] = {"status": status, "reason": reason, **values}
+    if channel is not None:
+        changes["channel"] = channel
+    for chunk in _chunks(ids, BATCH):
+        conn.execute(update(push_t).where(push_t.c.id.in_(chunk)).values(**changes))
+    conn.execute(
+        event_t.insert(),
+        [{"push_id": i, "status": status, "reason": reason, "channel": channel, "detail": detail, "at": now} for i in ids],
+    )
+
+
+def due(conn: Connection, now: datetime, limit: int = BATCH) -> list[Any]:
+    """Pushes to decide now, most important first."""
+    return list(
+        conn.execute(
+            select(push_t)
+            .where(push_t.c.status.in_(OPEN), push_t.c.due_at <= now)
+            .order_by(push_t.c.priority.desc(), push_t.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def get(conn: Connection, push_id: int) -> Any | None:
+    return conn.execute(select(push_t).where(push_t.c.id == push_id)).first()
+
+
+def external_id(conn: Connection, customer_id: int) -> str | None:
+    return conn.execute(select(customer_t.c.external_id).where(customer_t.c.id == customer_id)).scalar()
+
+
+def history(conn: Connection, push_id: int) -> list[Any]:
+    return list(conn.execute(select(event_t).where(event_t.c.push_id == push_id).order_by(event_t.c.id)))
+
+
+def in_flight(conn: Connection, limit: int = 2000) -> list[Any]:
+    """Pushes handed to the outbox, with their outbox row's outcome so far."""
+    return list(
+        conn.execute(
+            select(
+                push_t.c.id,
+                push_t.c.status,
+                push_t.c.channel,
+                push_t.c.transactional,
+                push_t.c.sent_at,
+                push_t.c.outbox_id,
+                outbox_t.c.status.label("outbox_status"),
+                outbox_t.c.delivery_status,
+                outbox_t.c.last_error,
+                outbox_t.c.sent_at.label("outbox_sent_at"),
+            )
+            .join(outbox_t, outbox_t.c.id == push_t.c.outbox_id)
+            .where(push_t.c.status.in_(("sending", "sent", "delivered")))
+            .where(
+                # Only rows with news: sending that left the outbox, or sent ones awaiting receipts.
+                (push_t.c.status == "sending") & (outbox_t.c.status != "pending")
+                | (push_t.c.status == "sent")
+                | ((push_t.c.status == "delivered") & (outbox_t.c.delivery_status == "read"))
+            )
+            .order_by(push_t.c.id)
+            .limit(limit)
+        )
+    )
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@dataclass(slots=True)
+class Identity:
+    channel: str
+    address: str
+    blocked: bool
+    last_inbound_at: datetime | None
+
+
+@dataclass(slots=True)
+class Facts:
+    """What a decision about one customer needs; loaded in batches."""
+
+    customer_id: int
+    first_name: str | None
+    locale: str | None
+    timezone: str | None
+    preferred_channel: str | None
+    erased: bool
+    categories: list[str] = field(default_factory=list)
+    identities: list[Identity] = field(default_factory=list)
+    # (purpose, channel) -> (granted, source) of the newest consent row
+    consents: dict[tuple[str, str], tuple[bool, str]] = field(default_factory=dict)
+    marketing_sent_at: list[datetime] = field(default_factory=list)
+
+
+def load_facts(conn: Connection, customer_ids: Sequence[int], now: datetime) -> dict[int, Facts]:
+    facts: dict[int, Facts] = {}
+    for chunk in _chunks(sorted(set(customer_ids)), BATCH):
+        for r in conn.execute(
+            select(
+                customer_t.c.id,
+                customer_t.c.first_name,
+                customer_t.c.locale,
+                customer_t.c.timezone,
+                customer_t.c.preferred_channel,
+                customer_t.c.erased_at,
+                customer_t.c.categories,
+            ).where(customer_t.c.id.in_(chunk))
+        ):
+            facts[r.id] = Facts(
+                customer_id=r.id,
+                first_name=r.first_name,
+                locale=r.locale,
+                timezone=r.timezone,
+                preferred_channel=r.preferred_channel,
+                erased=r.erased_at is not None,
+                categories=list(r.categories or []),
+            )
+        for r in conn.execute(
+            select(
+                identity_t.c.customer_id,
+                identity_t.c.channel,
+                identity_t.c.address,
+                identity_t.c.blocked_at,
+                conversation_t.c.last_inbound_at,
+            )
+            .select_from(
+                identity_t.outerjoin(
+                    conversation_t,
+                    and_(conversation_t.c.channel == identity_t.c.channel, conversation_t.c.address == identity_t.c.address),
+                )
+            )
+            .where(identity_t.c.customer_id.in_(chunk))
+        ):
+            if r.customer_id in facts:
+                facts[r.customer_id].identities.append(
+                    Identity(r.channel, r.address, r.blocked_at is not None, as_utc(r.last_inbound_at))
+                )
+        newest = (
+            select(func.max(consent_t.c.id))
+            .where(consent_t.c.customer_id.in_(chunk))
+            .group_by(consent_t.c.customer_id, consent_t.c.purpose, consent_t.c.channel)
+        )
+        for r in conn.execute(
+            select(consent_t.c.customer_id, consent_t.c.purpose, consent_t.c.channel, consent_t.c.granted, consent_t.c.source)
+            .where(consent_t.c.id.in_(newest))
+        ):
+            if r.customer_id in facts:
+                facts[r.customer_id].consents[(r.purpose, r.channel)] = (bool(r.granted), r.source)
+        for r in conn.execute(
+            select(push_t.c.customer_id, push_t.c.sent_at).where(
+                push_t.c.customer_id.in_(chunk),
+                push_t.c.transactional.is_(False),
+                push_t.c.sent_at > now - timedelta(days=7),
+            )
+        ):
+            if r.customer_id in facts:
+                facts[r.customer_id].marketing_sent_at.append(as_utc(r.sent_at))  # type: ignore[arg-type]
+    return facts
+
+
+def last_push_for(conn: Connection, customer_id: int, touchpoint: str, key_prefix: str, since: datetime) -> Any | None:
+    """The newest push of a touchpoint whose dedup key starts with ``key_prefix`` since ``since``."""
+    return conn.execute(
+        select(push_t.c.id, push_t.c.created_at)
+        .where(
+            push_t.c.customer_id == customer_id,
+            push_t.c.touchpoint == touchpoint,
+            push_t.c.dedup_key.like(key_prefix + "%"),
+            push_t.c.created_at > since,
+            push_t.c.status != "skipped",
+        )
+        .order_by(push_t.c.id.desc())
+        .limit(1)
+    ).first()
+
+
+# --------------------------------------------------------------------------- links and conversions
+
+
+def add_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(link_t.insert(), list(rows))
+
+
+def click(conn: Connection, token: str, now: datetime) -> str | None:
+    """Record a click on a tracked link; returns where to redirect, or None for an unknown token."""
+    link = conn.execute(select(link_t.c.url, link_t.c.push_id).where(link_t.c.token == token)).first()
+    if link is None:
+        return None
+    push = get(conn, link.push_id)
+    if push is not None:
+        if push.clicked_at is None:
+            conn.execute(update(push_t).where(push_t.c.id == link.push_id).values(clicked_at=now))
+        conn.execute(event_t.insert().values(push_id=link.push_id, status="clicked", channel=push.channel, at=now))
+    return link.url
+
+
+def attribute_order(
+    conn: Connection, customer_id: int, code: str | None, push_id: int | None, now: datetime, window: timedelta
+) -> int | None:
+    """The push an order converts: named by the shop, or the push that issued its code, or the last click in the window."""
+    candidate = None
+    if push_id is not None:
+        row = get(conn, push_id)
+        candidate = row.id if row is not None and row.customer_id == customer_id else None
+    if candidate is None and code:
+        row = conn.execute(
+            select(push_t.c.id)
+            .where(push_t.c.customer_id == customer_id, push_t.c.variables["code"].as_string() == code)
+            .order_by(push_t.c.id.desc())
+            .limit(1)
+        ).first()
+        candidate = row.id if row is not None else None
+    if candidate is None:
+        row = conn.execute(
+            select(push_t.c.id)
+            .where(push_t.c.customer_id == customer_id, push_t.c.clicked_at > now - window)
+            .order_by(push_t.c.clicked_at.desc())
+            .limit(1)
+        ).first()
+        candidate = row.id if row is not None else None
+    if candidate is not None:
+        conn.execute(
+            update(push_t).where(push_t.c.id == candidate, push_t.c.converted_at.is_(None)).values(converted_at=now)
+        )
+        conn.execute(event_t.insert().values(push_id=candidate, status="converted", at=now))
+    if code:
+        conn.execute(
+            update(code_t)
+            .where(code_t.c.customer_id == customer_id, code_t.c.code == code, code_t.c.redeemed_at.is_(None))
+            .values(redeemed_at=now)
+        )
+    return candidate
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def set_due(conn: Connection, push_id: int, due_at: datetime) -> None:
+    conn.execute(update(push_t).where(push_t.c.id == push_id).values(due_at=due_at))
+
+
+def enqueue(
+    conn: Connection, *, channel: str, address: str, customer_id: int, message: Any, priority: int, now: datetime
+) -> int:
+    """Put a push's message in the outbox; the id links the push to its send and receipts."""
+    return conn.execute(
+        outbox_t.insert()
+        .values(
+            channel=channel,
+            address=address,
+            customer_id=customer_id,
+            payload=message.to_dict(),
+            status="pending",
+            priority=priority,
+            attempts=0,
+            parts_sent=0,
+            created_at=now,
+        )
+        .returning(outbox_t.c.id)
+    ).scalar_one()

@@ -1,0 +1,430 @@
+"""Proactive messages: every push is decided by the same rules, recorded with its reasons, and sent through the outbox.
+
+A push is one touchpoint for one customer. It is created ``queued`` (by an
+event rule, a direct push or a campaign), then the dispatcher decides it:
+
+* ``skipped`` with a reason (no consent on any channel, blocked, erased, cap),
+* ``deferred`` until a time with a reason (quiet hours, a cap of an important push),
+* or handed to the outbox on the chosen channel (``sending``), after which the
+  reconciler follows the outbox row: ``sent``, ``delivered``, ``read``; a send
+  that fails for good, or marketing not delivered within the receipt timeout,
+  moves on to the next allowed channel (``tried`` remembers the used ones, so a
+  late receipt of the first channel never causes a second copy).
+
+Every step is a row in ``push_event`` so ``GET /api/v1/pushes/{id}`` and the
+dry run explain what happened and why. Decisions read facts loaded in batches
+(``push_store.load_facts``) and call the pure rules in ``bot.policy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+from bot import policy, push_store, store
+from bot.config import ShopConfig, TouchpointRule
+from bot.db import Database
+from bot.i18n import I18n
+from bot.messages import Outbound, Place, Template
+from bot.turn import IssueCode
+
+log = logging.getLogger("touchpoint.pushes")
+
+MARKETING_PRIORITY = 0  # outbox priority of marketing pushes; replies are 10
+TRANSACTIONAL_PRIORITY = 5
+RECEIPT_CHANNELS = frozenset({"whatsapp", "viber"})  # channels that report delivery
+URL_RE = re.compile(r"^https?://", re.IGNORECASE)
+DISPATCH_INTERVAL = 1.0
+CAP_REASONS = frozenset({policy.CAP_DAY, policy.CAP_WEEK})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the rules say about one push now."""
+
+    action: str  # send, defer, skip
+    reason: str | None = None
+    until: datetime | None = None
+    route: policy.Route | None = None
+    held_back: list[tuple[str, str]] = field(default_factory=list)  # (channel, reason) of channels not used
+    form: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "would_send": self.action == "send",
+            "action": self.action,
+            "reason": self.reason,
+            "at": self.until.isoformat() if self.until else None,
+            "channel": self.route.channel if self.route else None,
+            "address": self.route.address if self.route else None,
+            "form": self.route.form if self.route else None,
+            "held_back": [{"channel": c, "reason": r} for c, r in self.held_back],
+        }
+
+
+def decide(
+    rule: TouchpointRule,
+    facts: push_store.Facts,
+    config: ShopConfig,
+    now: datetime,
+    *,
+    tried: Sequence[str] = (),
+    enabled: Sequence[str] | None = None,
+    allow_template: bool = True,
+) -> Decision:
+    """Consent per channel, STOP, blocks, WhatsApp's window, quiet hours and caps, in that order."""
+    if facts.erased:
+        return Decision("skip", policy.ERASED)
+    reachable = [
+        policy.Reachable(
+            channel=identity.channel,
+            address=identity.address,
+            consented=_consented(rule, facts, identity.channel, config),
+            blocked=identity.blocked,
+            last_inbound_at=identity.last_inbound_at,
+        )
+        for identity in facts.identities
+        if identity.channel not in tried
+    ]
+    plan = policy.plan_channels(
+        reachable,
+        preferred=facts.preferred_channel,
+        policy=config.policy,
+        now=now,
+        has_template=allow_template and rule.whatsapp_template is not None,
+        enabled=enabled,
+    )
+    if not plan.routes:
+        reason = plan.skipped[0][1] if plan.skipped else policy.NO_IDENTITY
+        if len({r for _, r in plan.skipped}) > 1:
+            reason = policy.NO_CHANNEL
+        return Decision("skip", reason, held_back=plan.skipped)
+    if not rule.transactional:
+        tz = policy.zone(facts.timezone, config.policy.timezone)
+        quiet = policy.quiet_until(now, tz, config.policy.quiet_hours)
+        if quiet is not None:
+            return Decision("defer", policy.QUIET_HOURS, until=quiet, route=plan.routes[0], held_back=plan.skipped)
+        cap = policy.cap_reason(facts.marketing_sent_at, now, config.policy.caps)
+        if cap is not None:
+            reason, frees_at = cap
+            if rule.priority >= config.policy.caps.defer_priority:
+                return Decision("defer", reason, until=frees_at, route=plan.routes[0], held_back=plan.skipped)
+            return Decision("skip", reason, held_back=plan.skipped)
+    return Decision("send", route=plan.routes[0], held_back=plan.skipped)
+
+
+def _consented(rule: TouchpointRule, facts: push_store.Facts, channel: str, config: ShopConfig) -> bool:
+    granted, _ = facts.consents.get((rule.purpose, channel), (False, ""))
+    if not granted:
+        return False
+    if rule.transactional:
+        # Transactional messages skip caps, never a STOP: a channel where the customer
+        # said stop (any marketing purpose withdrawn by "stop") gets nothing.
+        for purpose in config.consent_purposes:
+            state = facts.consents.get((purpose.id, channel))
+            if purpose.marketing and state is not None and not state[0] and state[1] == "stop":
+                return False
+    return True
+
+
+class PushService:
+    """Creates, decides and follows pushes; one per process, driven by ``run``."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: ShopConfig,
+        i18n: I18n,
+        *,
+        public_url: str,
+        enabled_channels: Sequence[str],
+        wake_sender: Callable[[str, str, bool], Any],
+        start_survey: Callable[..., Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.i18n = i18n
+        self.public_url = public_url.rstrip("/")
+        self.enabled = list(enabled_channels)
+        self._wake_sender = wake_sender  # (channel, address, urgent) -> awaitable
+        self._start_survey = start_survey
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ creating
+
+    async def submit(
+        self,
+        touchpoint: str,
+        customer_ids: Sequence[int],
+        variables: Mapping[str, Any],
+        *,
+        dedup_key: str | Callable[[int], str] | None = None,
+        campaign_id: int | None = None,
+        now: datetime | None = None,
+    ) -> list[tuple[int, bool]]:
+        """Queue ``touchpoint`` for each customer; returns (push id, newly created) per customer."""
+        rule = self.config.touchpoints[touchpoint]
+        now = now or utcnow()
+        rows = []
+        for customer_id in customer_ids:
+            key = dedup_key(customer_id) if callable(dedup_key) else (dedup_key or f"push:{secrets.token_hex(8)}")
+            rows.append(
+                {
+                    "customer_id": customer_id,
+                    "touchpoint": touchpoint,
+                    "dedup_key": key,
+                    "variables": dict(variables),
+                    "priority": rule.priority,
+                    "transactional": rule.transactional,
+                    "campaign_id": campaign_id,
+                }
+            )
+        result = await self.db.write(lambda conn: push_store.create_pushes(conn, rows, now))
+        self._wake.set()
+        return result
+
+    # ------------------------------------------------------------------ deciding
+
+    async def dispatch_due(self, now: datetime | None = None) -> int:
+        """Decide every push that is due; returns how many were decided."""
+        total = 0
+        while True:
+            now_ = now or utcnow()
+            handled = await self.db.write(lambda conn: self._dispatch_batch(conn, now_))
+            total += len(handled)
+            for channel, address, urgent in {(c, a, u) for c, a, u in handled if c}:
+                await self._wake_sender(channel, address, urgent)
+            if len(handled) < push_store.BATCH:
+                return total
+
+    def _dispatch_batch(self, conn: Any, now: datetime) -> list[tuple[str | None, str | None, bool]]:
+        rows = push_store.due(conn, now)
+        if not rows:
+            return []
+        facts = push_store.load_facts(conn, [r.customer_id for r in rows], now)
+        woken: list[tuple[str | None, str | None, bool]] = []
+        for row in rows:
+            rule = self.config.touchpoints.get(row.touchpoint)
+            customer = facts.get(row.customer_id)
+            if rule is None or customer is None:
+                push_store.record(conn, row.id, "skipped", now, reason="unknown_touchpoint" if rule is None else policy.ERASED)
+                woken.append((None, None, False))
+                continue
+            decision = decide(
+                rule, customer, self.config, now, tried=row.tried or [], enabled=self.enabled,
+                allow_template=not self._is_survey(row.touchpoint),
+            )
+            woken.append(self._apply(conn, row, rule, customer, decision, now))
+            if decision.action == "send" and not rule.transactional:
+                customer.marketing_sent_at.append(now)  # the next push of this batch sees it
+        return woken
+
+    def _apply(
+        self, conn: Any, row: Any, rule: TouchpointRule, facts: push_store.Facts, decision: Decision, now: datetime
+    ) -> tuple[str | None, str | None, bool]:
+        detail = ", ".join(f"{c}: {r}" for c, r in decision.held_back) or None
+        if decision.action == "skip":
+            # After a channel failed, "nothing left" means the push failed, not that it was never meant to go.
+            status = "failed" if row.tried and decision.reason not in CAP_REASONS else "skipped"
+            push_store.record(conn, row.id, status, now, reason=decision.reason, detail=detail)
+            return None, None, False
+        if decision.action == "defer":
+            if row.status == "deferred" and row.reason == decision.reason:
+                push_store.set_due(conn, row.id, decision.until)  # type: ignore[arg-type]
+            else:
+                push_store.record(conn, row.id, "deferred", now, reason=decision.reason, detail=detail, due_at=decision.until)
+            return None, None, False
+        route = decision.route
+        assert route is not None
+        if self._is_survey(row.touchpoint):
+            return self._start_survey_now(conn, row, route, now, detail)
+        variables = dict(row.variables or {})
+        if isinstance(variables.get("_code"), dict):
+            spec = variables["_code"]
+            code = IssueCode(
+                code=spec["code"],
+                category=spec["category"],
+                percent=int(spec["percent"]),
+                expires_at=datetime.fromisoformat(spec["expires_at"]),
+                source=spec["source"],
+                reference=f"push:{row.id}",
+            )
+            store.apply_effects(conn, customer_id=row.customer_id, channel=route.channel, address=route.address, effects=[code], now=now)
+        message = self.render(conn, row.id, rule, facts, variables, route, now)
+        outbox_id = push_store.enqueue(
+            conn,
+            channel=route.channel,
+            address=route.address,
+            customer_id=row.customer_id,
+            message=message,
+            priority=TRANSACTIONAL_PRIORITY if rule.transactional else MARKETING_PRIORITY,
+            now=now,
+        )
+        push_store.record(
+            conn,
+            row.id,
+            "sending",
+            now,
+            channel=route.channel,
+            detail=f"{route.form}" + (f"; held back {detail}" if detail else ""),
+            address=route.address,
+            outbox_id=outbox_id,
+            tried=[*(row.tried or []), route.channel],
+            sent_at=now,
+        )
+        return route.channel, route.address, bool(rule.transactional)
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(
+        self,
+        conn: Any,
+        push_id: int,
+        rule: TouchpointRule,
+        facts: push_store.Facts,
+        variables: dict[str, Any],
+        route: policy.Route,
+        now: datetime,
+    ) -> Outbound:
+        """The touchpoint's text in the customer's language, links tracked, as text or as a template."""
+        locale = facts.locale if facts.locale in self.config.locales else self.config.default_locale
+        values: dict[str, Any] = {"first_name": facts.first_name or "", "shop": self.config.shop_name}
+        values.update({k: v for k, v in variables.items() if not k.startswith("_")})
+        if "percent" in values and isinstance(values["percent"], (int, float)):
+            values["percent"] = self.i18n.format_percent(locale, values["percent"] / 100)
+        links = []
+        for key, value in list(values.items()):
+            if isinstance(value, str) and URL_RE.match(value):
+                token = secrets.token_urlsafe(12)
+                links.append({"token": token, "push_id": push_id, "url": value, "created_at": now})
+                values[key] = f"{self.public_url}/l/{token}"
+        push_store.add_links(conn, links)
+        text = _fill(rule.text.get(locale), values)
+        subject = _fill(rule.subject.get(locale), values) if rule.subject else self.config.shop_name
+        template = None
+        if route.form == "template" and rule.whatsapp_template is not None:
+            spec = rule.whatsapp_template
+            template = Template(spec.name, spec.language, tuple(str(values.get(p, "")) for p in spec.params))
+        place = None
+        store = variables.get("_store")
+        if isinstance(store, dict):
+            place = Place(float(store["latitude"]), float(store["longitude"]), str(store.get("name", "")), str(store.get("address", "")))
+        return Outbound(text=text, transactional=rule.transactional, subject=subject, template=template, place=place)
+
+    # ------------------------------------------------------------------ surveys
+
+    def _is_survey(self, touchpoint: str) -> bool:
+        return touchpoint == "order_feedback"
+
+    def _start_survey_now(self, conn: Any, row: Any, route: policy.Route, now: datetime, detail: str | None):  # type: ignore[no-untyped-def]
+        """Order feedback is a conversation: the push records the channel, the survey dialog does the asking."""
+        push_store.record(
+            conn, row.id, "sent", now, channel=route.channel, address=route.address, detail=detail,
+            tried=[*(row.tried or []), route.channel], sent_at=now,
+        )
+        variables = dict(row.variables or {})
+        survey_id, order = variables.get("survey", "order_feedback"), str(variables.get("order", ""))
+        if self._start_survey is not None:
+            self._start_survey(conn, row.customer_id, survey_id, order, route.channel, route.address, now)
+        return route.channel, route.address, False
+
+    # ------------------------------------------------------------------ following
+
+    async def reconcile(self, now: datetime | None = None) -> int:
+        """Follow pushes in the outbox: sent, delivered, read, or on to the next channel."""
+        now = now or utcnow()
+        timeout = timedelta(minutes=self.config.policy.receipt_timeout_minutes)
+
+        def unit(conn: Any) -> int:
+            moved = 0
+            for row in push_store.in_flight(conn):
+                if row.status == "sending":
+                    if row.outbox_status == "sent":
+                        status = row.delivery_status if row.delivery_status in ("delivered", "read") else "sent"
+                        push_store.record(conn, row.id, status, now, channel=row.channel)
+                        moved += 1
+                    elif row.outbox_status in ("failed", "blocked"):
+                        push_store.record(conn, row.id, "queued", now, reason=f"{row.channel}_{row.outbox_status}", detail=row.last_error, due_at=now)
+                        moved += 1
+                elif row.status == "sent":
+                    if row.delivery_status in ("delivered", "read"):
+                        push_store.record(conn, row.id, row.delivery_status, now, channel=row.channel)
+                        moved += 1
+                    elif row.delivery_status == "failed":
+                        push_store.record(conn, row.id, "queued", now, reason=f"{row.channel}_undelivered", due_at=now)
+                        moved += 1
+                    elif (
+                        not row.transactional
+                        and row.channel in RECEIPT_CHANNELS
+                        and push_store.as_utc(row.sent_at) is not None
+                        and now - push_store.as_utc(row.sent_at) > timeout  # type: ignore[operator]
+                    ):
+                        push_store.record(conn, row.id, "queued", now, reason="receipt_timeout", channel=row.channel, due_at=now)
+                        moved += 1
+                elif row.status == "delivered" and row.delivery_status == "read":
+                    push_store.record(conn, row.id, "read", now, channel=row.channel)
+                    moved += 1
+            return moved
+
+        moved = await self.db.write(unit)
+        if moved:
+            self._wake.set()
+        return moved
+
+    # ------------------------------------------------------------------ dry run
+
+    async def dry_run(self, customer_id: int, touchpoint: str, now: datetime | None = None) -> dict[str, Any]:
+        """What would happen to this touchpoint for this customer now, without sending or counting anything."""
+        now = now or utcnow()
+        rule = self.config.touchpoints[touchpoint]
+        facts = (await self.db.read(lambda conn: push_store.load_facts(conn, [customer_id], now))).get(customer_id)
+        if facts is None:
+            return {"would_send": False, "action": "skip", "reason": "unknown_customer", "held_back": []}
+        decision = decide(rule, facts, self.config, now, enabled=self.enabled, allow_template=not self._is_survey(touchpoint))
+        answer = decision.as_dict()
+        answer["touchpoint"] = touchpoint
+        answer["transactional"] = rule.transactional
+        return answer
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        """Decide due pushes and follow sent ones, woken by new pushes or once a second."""
+        while True:
+            try:
+                await self.dispatch_due()
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bad batch must not stop the loop; it is retried
+                log.exception("pushes.loop_failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), DISPATCH_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _fill(template: str, values: Mapping[str, Any]) -> str:
+    try:
+        return template.format_map(_Missing(values))
+    except (ValueError, IndexError, AttributeError):
+        log.warning("pushes.bad_template %r", template)
+        return template

@@ -1,0 +1,243 @@
+"""The proactive half of the shop API: events, direct pushes, campaigns, stats, the dry run, tracked links.
+
+Handlers validate with the models in ``bot/web/api_models.py``, translate the
+shop's ids to ours, and hand over to ``bot.touchpoints`` (events),
+``bot.pushes`` (decisions) and ``bot.campaigns``; they hold no rules themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any, Sequence, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from bot import audience as audiences
+from bot import event_store, push_store, stats
+from bot.appkeys import CAMPAIGNS, CONFIG, DB, PUSHES, TOUCHPOINTS
+from bot.touchpoints import UnknownReference
+from bot.web.api_models import (
+    CampaignRequest,
+    DryRunRequest,
+    PreviewRequest,
+    PushRequest,
+    ShopEvent,
+    error_fields,
+)
+
+M = TypeVar("M", bound=BaseModel)
+EVENT = TypeAdapter(ShopEvent)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _problem(status: int, message: str, fields: Sequence[dict[str, str]] = ()) -> web.HTTPException:
+    body = orjson.dumps({"error": message, "fields": list(fields)})
+    kind = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 415: web.HTTPUnsupportedMediaType}.get(
+        status, web.HTTPUnprocessableEntity
+    )
+    return kind(body=body, content_type="application/json")
+
+
+async def _body(request: web.Request) -> Any:
+    if request.content_type != "application/json":
+        raise _problem(415, "send the body as JSON (Content-Type: application/json)")
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _problem(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise _problem(400, "the body must be a JSON object")
+    return data
+
+
+async def _parse(request: web.Request, model: type[M] | TypeAdapter[Any]) -> Any:
+    data = await _body(request)
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _problem(422, "invalid request", error_fields(exc.errors())) from None
+
+
+def _check_touchpoint(request: web.Request, name: str, field: str = "touchpoint") -> None:
+    touchpoints = request.app[CONFIG].touchpoints
+    if name not in touchpoints:
+        raise _problem(422, "unknown touchpoint", [{"field": field, "message": f"must be one of {sorted(touchpoints)}"}])
+
+
+async def _customer_ids(request: web.Request, external_ids: Sequence[str], field: str = "customer_ids") -> list[int]:
+    def query(conn: Any) -> dict[str, int | None]:
+        return {e: event_store.customer_id_for(conn, e) for e in external_ids}
+
+    found = await request.app[DB].read(query)
+    unknown = [e for e, i in found.items() if i is None]
+    if unknown:
+        raise _problem(422, "unknown customers", [{"field": field, "message": f"not known (upsert them first): {unknown[:20]}"}])
+    return [found[e] for e in external_ids]  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- events
+
+
+async def post_event(request: web.Request) -> web.Response:
+    event = await _parse(request, EVENT)
+    try:
+        result = await request.app[TOUCHPOINTS].handle(event.model_dump(mode="json"))
+    except UnknownReference as exc:
+        raise _problem(422, str(exc), [{"field": exc.field, "message": str(exc)}]) from None
+    return _json({"type": event.type, **result}, status=202)
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+async def post_push(request: web.Request) -> web.Response:
+    body: PushRequest = await _parse(request, PushRequest)
+    _check_touchpoint(request, body.touchpoint)
+    if body.customer_ids is not None:
+        ids = await _customer_ids(request, body.customer_ids)
+    else:
+        now = datetime.now(timezone.utc)
+        filters = body.audience.model_dump() if body.audience else {}
+        ids = await request.app[DB].read(lambda conn: list(audiences.resolve(conn, filters, now)))
+    # One request is one push per customer; a retried request is answered by its Idempotency-Key.
+    key = f"push:{secrets.token_hex(8)}"
+    made = await request.app[PUSHES].submit(body.touchpoint, ids, body.variables, dedup_key=key)
+    return _json({"touchpoint": body.touchpoint, "push_ids": [push_id for push_id, _ in made], "targeted": len(made)}, status=202)
+
+
+async def get_push(request: web.Request) -> web.Response:
+    try:
+        push_id = int(request.match_info["push_id"])
+    except ValueError:
+        raise _problem(404, "no such push") from None
+
+    def query(conn: Any) -> dict[str, Any] | None:
+        row = push_store.get(conn, push_id)
+        if row is None:
+            return None
+        external = push_store.external_id(conn, row.customer_id)
+        return {
+            "id": row.id,
+            "customer_id": external,
+            "touchpoint": row.touchpoint,
+            "status": row.status,
+            "reason": row.reason,
+            "channel": row.channel,
+            "campaign_id": row.campaign_id,
+            "due_at": _iso(row.due_at),
+            "clicked_at": _iso(row.clicked_at),
+            "converted_at": _iso(row.converted_at),
+            "history": [
+                {"at": _iso(h.at), "status": h.status, "reason": h.reason, "channel": h.channel, "detail": h.detail}
+                for h in push_store.history(conn, push_id)
+            ],
+        }
+
+    found = await request.app[DB].read(query)
+    if found is None:
+        raise _problem(404, "no such push")
+    return _json(found)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return push_store.as_utc(value).isoformat() if value is not None else None  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+async def post_campaign(request: web.Request) -> web.Response:
+    body: CampaignRequest = await _parse(request, CampaignRequest)
+    _check_touchpoint(request, body.touchpoint)
+    campaigns = request.app[CAMPAIGNS]
+    campaign_id = await campaigns.create(body.name, body.touchpoint, body.audience.model_dump(), body.variables, body.send_at)
+    campaigns.wake()
+    return _json(await campaigns.status(campaign_id), status=201)
+
+
+async def preview_campaign(request: web.Request) -> web.Response:
+    body: PreviewRequest = await _parse(request, PreviewRequest)
+    return _json({"count": await request.app[CAMPAIGNS].preview(body.audience.model_dump())})
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    try:
+        campaign_id = int(request.match_info["campaign_id"])
+    except ValueError:
+        raise _problem(404, "no such campaign") from None
+    found = await request.app[CAMPAIGNS].status(campaign_id)
+    if found is None:
+        raise _problem(404, "no such campaign")
+    return _json(found)
+
+
+# --------------------------------------------------------------------------- stats and dry run
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    touchpoint = request.query.get("touchpoint") or None
+    campaign = request.query.get("campaign_id")
+    campaign_id = None
+    if campaign:
+        if not campaign.isdigit():
+            raise _problem(422, "invalid query", [{"field": "campaign_id", "message": "must be a number"}])
+        campaign_id = int(campaign)
+    if touchpoint is not None:
+        _check_touchpoint(request, touchpoint)
+    result = await request.app[DB].read(lambda conn: stats.stats(conn, touchpoint=touchpoint, campaign_id=campaign_id))
+    return _json(result)
+
+
+async def dry_run(request: web.Request) -> web.Response:
+    body: DryRunRequest = await _parse(request, DryRunRequest)
+    [customer_id] = await _customer_ids(request, [body.customer_id], field="customer_id")
+    pushes = request.app[PUSHES]
+    if body.push is not None:
+        _check_touchpoint(request, body.push.touchpoint, "push.touchpoint")
+        return _json(await pushes.dry_run(customer_id, body.push.touchpoint))
+    assert body.event is not None
+    try:
+        concern = await request.app[TOUCHPOINTS].concerns(body.event.model_dump(mode="json"), customer_id)
+    except UnknownReference as exc:
+        raise _problem(422, str(exc), [{"field": f"event.{exc.field}", "message": str(exc)}]) from None
+    if concern.touchpoint is None:
+        return _json({"would_send": False, "action": "skip", "reason": concern.reason, "touchpoint": None, "held_back": []})
+    answer = await pushes.dry_run(customer_id, concern.touchpoint)
+    if concern.reason is not None:
+        answer.update(would_send=False, action="skip", reason=concern.reason)
+    return _json(answer)
+
+
+# --------------------------------------------------------------------------- tracked links
+
+
+async def follow_link(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    if not (0 < len(token) <= 32):
+        raise web.HTTPNotFound(text="unknown link")
+    now = datetime.now(timezone.utc)
+    url = await request.app[DB].write(lambda conn: push_store.click(conn, token, now))
+    if url is None:
+        raise web.HTTPNotFound(text="unknown link")
+    raise web.HTTPFound(url)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/events", post_event)
+    app.router.add_post("/api/v1/pushes", post_push)
+    app.router.add_get("/api/v1/pushes/{push_id}", get_push)
+    app.router.add_post("/api/v1/campaigns", post_campaign)
+    app.router.add_post("/api/v1/campaigns/preview", preview_campaign)
+    app.router.add_get("/api/v1/campaigns/{campaign_id}", get_campaign)
+    app.router.add_get("/api/v1/stats", get_stats)
+    app.router.add_post("/api/v1/touchpoints/dry-run", dry_run)
+    app.router.add_get("/l/{token}", follow_link)
