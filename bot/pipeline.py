@@ -42,6 +42,9 @@ log = logging.getLogger("touchpoint.pipeline")
 UNLIMITED = 1e9  # sends per second of a bucket whose limit is switched off
 INBOX = "inbox"
 OUTBOX = "outbox"
+# Replies in a conversation and transactional pushes: their own consumer and lanes,
+# so they never wait behind the wake-ups of a campaign (which go to OUTBOX).
+OUTBOX_URGENT = "outbox-urgent"
 MAX_SEND_ATTEMPTS = 8
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
@@ -196,7 +199,7 @@ class Pipeline:
         if urgent and not self.backend.multi_process and not self._ingesting:
             self._spawn(self.send_conversation(channel, address))
         else:
-            await self.backend.queue.put(OUTBOX, key)
+            await self.backend.queue.put(OUTBOX_URGENT if urgent else OUTBOX, key)
 
     async def inline_reply(self, channel: str, item: InboxItem, inbox_id: int | None) -> Outbound | None:
         """The reply that travels in the HTTP response of an inline event.
@@ -397,7 +400,7 @@ class Pipeline:
             sink[inbox_id] = inline_reply
         if queued:
             if self.backend.multi_process or self._ingesting:
-                await self.backend.queue.put(OUTBOX, conversation_key(channel, address))
+                await self.backend.queue.put(OUTBOX_URGENT, conversation_key(channel, address))
             else:
                 # One process owns every queue and no webhook is waiting for its 200:
                 # start the send now instead of a round trip through the outbox queue
@@ -668,6 +671,7 @@ class Pipeline:
         tasks = [
             asyncio.create_task(self.run_consumer(INBOX), name="inbox-consumer"),
             asyncio.create_task(self.run_consumer(OUTBOX), name="outbox-consumer"),
+            asyncio.create_task(self.run_consumer(OUTBOX_URGENT), name="outbox-urgent-consumer"),
             asyncio.create_task(self.run_sweeper(), name="sweeper"),
         ]
         self._tasks.update(tasks)
