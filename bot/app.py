@@ -70,7 +70,13 @@ def build_adapters(settings: Settings, config: ShopConfig | None = None) -> dict
     if settings.email_enabled:
         from integrations.email import EmailAdapter
 
-        unsubscribe_secret = settings.email_unsubscribe_secret.get_secret_value() or settings.smtp_password.get_secret_value()
+        unsubscribe_secret = settings.email_unsubscribe_secret.get_secret_value()
+        unsubscribe_url = settings.email_unsubscribe_url
+        if unsubscribe_secret and not unsubscribe_url:
+            unsubscribe_url = f"{settings.public_url}/unsubscribe/{{token}}"
+        if not unsubscribe_secret and "{token}" in unsubscribe_url:
+            log.warning("email.unsubscribe_disabled: set EMAIL_UNSUBSCRIBE_SECRET to sign unsubscribe links")
+            unsubscribe_url = ""
         adapters["email"] = EmailAdapter(
             settings.smtp_host,
             settings.smtp_port,
@@ -81,7 +87,7 @@ def build_adapters(settings: Settings, config: ShopConfig | None = None) -> dict
             starttls=settings.smtp_starttls,
             use_tls=settings.smtp_tls,
             cert_bundle=settings.smtp_ca_bundle or None,
-            unsubscribe_url=settings.email_unsubscribe_url or f"{settings.public_url}/unsubscribe/{{token}}",
+            unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=settings.email_unsubscribe_mailto,
             unsubscribe_secret=unsubscribe_secret,
         )
@@ -170,7 +176,7 @@ def create_app(
     default). ``run_migrations``: apply migrations at start (default: only for
     SQLite, the embedded mode; scaled deployments run ``touchpoint db upgrade``).
     """
-    from bot.web import health, push_api, rasa, shop_api, webhooks
+    from bot.web import health, push_api, rasa, shop_api, unsubscribe, webhooks
 
     config = load_config(settings.touchpoint_config or None)
     app = web.Application(client_max_size=settings.touchpoint_max_body_bytes)
@@ -270,5 +276,6 @@ def create_app(
     webhooks.setup(app)
     shop_api.setup(app)
     push_api.setup(app)
+    unsubscribe.setup(app)
     rasa.setup(app)
     return app

@@ -85,4 +85,4 @@ async def whatsapp_verify(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/webhooks/whatsapp", whatsapp_verify)
-    app.router.add_post("/webhooks/{channel:telegram|viber|whatsapp}", handle_webhook)
+    app.router.add_post("/webhooks/{channel:telegram|viber|whatsapp|sms}", handle_webhook)
