@@ -261,7 +261,8 @@ def create_app(
             start_survey=pipeline.survey_starter(config),
         )
         app[PUSHES] = pushes
-        app[TOUCHPOINTS] = Touchpoints(app[DB], config, pushes)
+        app[TOUCHPOINTS] = touchpoints = Touchpoints(app[DB], config, pushes)
+        pipeline.on_location = touchpoints.shared_location
         app[CAMPAIGNS] = campaigns = Campaigns(app[DB], pushes, app[BACKEND].locks)
         tasks = []
         if run_workers:

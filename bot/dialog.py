@@ -703,6 +703,8 @@ class DialogEngine:
         if step is None:
             if command:
                 self._run_command(ctx, command)
+            elif event.kind is Kind.LOCATION and event.location is not None:
+                self._location_shared(ctx)
             elif restarted:
                 if not self._understood(ctx):
                     self._run_command(ctx, "menu")  # a fresh start, not a misunderstanding
@@ -755,6 +757,14 @@ class DialogEngine:
         else:
             self._run_command(ctx, intent.name)
         return True
+
+    def _location_shared(self, ctx: Context) -> None:
+        """A location sent while nothing asked for one: with location consent the pipeline looks
+        for an offer nearby (bot.touchpoints); without, say how to allow it. No menu either way."""
+        if ctx.granted("location"):
+            ctx.say("engine.location_thanks")
+        else:
+            ctx.say("engine.location_no_consent", privacy=ctx.command_word("privacy"))
 
     def _miss(self, ctx: Context) -> None:
         state = ctx.state

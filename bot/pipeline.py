@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, Protocol
 
 import orjson
 
@@ -117,6 +117,9 @@ class Pipeline:
     # background jobs; default: the engine's own.
     config: ShopConfig | None = None
     i18n: I18n | None = None
+    # A location the customer shared in the chat, with location consent: (customer id,
+    # latitude, longitude, when) -> the store offer check of bot.touchpoints (set by the app).
+    on_location: Callable[[int, float, float, datetime], Awaitable[Any]] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _triggered: set[str] = field(default_factory=set)  # conversations given a trigger inside someone's unit
     _stopping: bool = False
@@ -396,6 +399,11 @@ class Pipeline:
             return queued
 
         queued = await self.db.write(unit)
+        if event.kind is Kind.LOCATION and event.location is not None and self.on_location is not None:
+            consent = loaded.customer.consent("location")
+            if consent is not None and consent.granted:
+                latitude, longitude = event.location
+                self._spawn(self.on_location(loaded.customer.id, latitude, longitude, event.received_at))
         if sink is not None:
             sink[inbox_id] = inline_reply
         if queued:

@@ -15,7 +15,7 @@ import pytest
 
 from bot.config import ConversationRules, ShopConfig
 from bot.dialog import Context, Dialog, DialogEngine, Step, Transition, end, go, literal_button
-from bot.events import Kind
+from bot.events import Kind, Media
 from bot.i18n import I18n
 from bot.turn import SurveyAnswer
 from tests.dialogs.conftest import Chat, signed_up
@@ -110,8 +110,17 @@ async def test_an_old_button_after_the_resume_time_records_nothing(chat_at, t, j
 async def test_media_after_the_resume_time_gets_the_menu(chat_at, t, joined):
     chat = await in_consent_question(await chat_at())
     chat.now = T0 + 2 * DAY
-    await chat.event(Kind.LOCATION, location=(52.5, 13.4))
+    await chat.event(Kind.MEDIA, media=Media(type="photo", ref="AgADBAAD"))
     assert chat.texts == [joined(t("en", "engine.start_over"), t("en", "menu.question"))]
+
+
+async def test_a_location_shared_when_idle_is_thanked_or_explained(make_chat, t):
+    with_consent = await signed_up(make_chat(), ("yes", "no", "yes", "no"))  # the third purpose is location
+    await with_consent.event(Kind.LOCATION, location=(52.5, 13.4))
+    assert with_consent.texts == [t("en", "engine.location_thanks")]
+    without = await signed_up(make_chat(address="5550100999"), ("yes", "no", "no", "no"))
+    await without.event(Kind.LOCATION, location=(52.5, 13.4))
+    assert without.texts == [t("en", "engine.location_no_consent", privacy="privacy")]
 
 
 async def test_the_resume_time_comes_from_the_config(chat_at, config, t, joined):

@@ -224,3 +224,25 @@ async def test_dry_run_explains_without_sending_or_counting(tp):
     status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": event})
     assert status == 200 and not body["would_send"] and body["reason"] == "not_interested_in_product"
     assert (await tp.query("SELECT count(*) AS n FROM push"))[0].n == 0
+
+
+async def test_a_location_shared_in_the_chat_with_consent_brings_the_store_offer(tp):
+    alice = await customer(tp, "telegram", "c-alice")  # location consent given at sign-up
+    await catalog(tp)
+    await api(tp, "POST", "/api/v1/events", {"type": "cart.updated", "customer_id": "c-alice", "items": [{"product_id": "sku-42"}]})
+    body = alice._telegram("location.json")
+    body["update_id"] = 930_000_001
+    message = body["message"]
+    message.update(message_id=990_001, date=int(time.time()), location={"latitude": 52.5291, "longitude": 13.4012})
+    message.update(alice._telegram_people())
+    replies = await alice.send(body)
+    assert replies[0].text == I18N.text("en", "engine.location_thanks")
+
+    async def offer() -> Any:
+        calls = sent_to(tp, "telegram", alice.address)
+        return [c for c in calls if c.method == "sendLocation"]
+
+    [pin] = await eventually(offer)
+    assert pin.json["latitude"] == MITTE["latitude"]
+    [row] = await tp.query("SELECT source FROM customer_location")
+    assert row.source == "chat"
