@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+
+import orjson
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, event, text
@@ -42,6 +44,11 @@ def sync_sqlite_url(url: str) -> str:
     """``sqlite+aiosqlite:///x.db`` -> ``sqlite:///x.db`` (the URL stays async in settings)."""
     scheme, sep, rest = url.partition("://")
     return "sqlite" + sep + rest if scheme.startswith("sqlite") else url
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns (slots, payloads, push variables) with orjson: a few times faster than json."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -66,10 +73,19 @@ class Database:
                 sync_sqlite_url(url),
                 poolclass=StaticPool,  # one connection: one writer, no lock contention
                 connect_args={"check_same_thread": False},
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
             )
             event.listen(self.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.async_engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.async_engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+            )
         # SQLite: one connection for the life of the process. Every use of it
         # runs to completion without awaiting, so reads and write batches never
         # interleave on it, and checking a connection out per call (a

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.models import ChannelIdentity, Consent, Conversation, Customer, DiscountCode, OutboxMessage
@@ -30,6 +30,7 @@ outbox_t = OutboxMessage.__table__
 code_t = DiscountCode.__table__
 
 BATCH = 500
+IN_FLIGHT_BATCH = 2000
 OPEN = ("queued", "deferred")
 IN_FLIGHT = ("sending", "sent")
 
@@ -129,8 +130,26 @@ def history(conn: Connection, push_id: int) -> list[Any]:
     return list(conn.execute(select(event_t).where(event_t.c.push_id == push_id).order_by(event_t.c.id)))
 
 
-def in_flight(conn: Connection, limit: int = 2000) -> list[Any]:
-    """Pushes handed to the outbox, with their outbox row's outcome so far."""
+def in_flight(
+    conn: Connection, *, receipt_channels: Sequence[str], timed_out_before: datetime, limit: int = IN_FLIGHT_BATCH
+) -> list[Any]:
+    """Pushes handed to the outbox that have news: left the outbox, got a receipt, or waited too long for one.
+
+    A "sent" push without receipts to wait for (Telegram reports none) is
+    final and never scanned again.
+    """
+    news = (
+        ((push_t.c.status == "sending") & (outbox_t.c.status != "pending"))
+        | (
+            (push_t.c.status == "sent")
+            & push_t.c.channel.in_(list(receipt_channels))
+            & (
+                outbox_t.c.delivery_status.is_not(None)
+                | (push_t.c.transactional.is_(False) & (push_t.c.sent_at < timed_out_before))
+            )
+        )
+        | ((push_t.c.status == "delivered") & (outbox_t.c.delivery_status == "read"))
+    )
     return list(
         conn.execute(
             select(
@@ -143,20 +162,81 @@ def in_flight(conn: Connection, limit: int = 2000) -> list[Any]:
                 outbox_t.c.status.label("outbox_status"),
                 outbox_t.c.delivery_status,
                 outbox_t.c.last_error,
-                outbox_t.c.sent_at.label("outbox_sent_at"),
             )
             .join(outbox_t, outbox_t.c.id == push_t.c.outbox_id)
-            .where(push_t.c.status.in_(("sending", "sent", "delivered")))
-            .where(
-                # Only rows with news: sending that left the outbox, or sent ones awaiting receipts.
-                (push_t.c.status == "sending") & (outbox_t.c.status != "pending")
-                | (push_t.c.status == "sent")
-                | ((push_t.c.status == "delivered") & (outbox_t.c.delivery_status == "read"))
-            )
+            .where(push_t.c.status.in_(("sending", "sent", "delivered")), news)
             .order_by(push_t.c.id)
             .limit(limit)
         )
     )
+
+
+class Batch:
+    """Status changes, history rows, outbox rows and links of many pushes, written with a few executemany calls.
+
+    A campaign decides hundreds of pushes per transaction; one statement per
+    push and per history row cost more than the decisions themselves.
+    """
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._updates: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._outbox: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (outbox row, the push update to get its id)
+        self.links: list[dict[str, Any]] = []
+
+    def record(
+        self,
+        push_id: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        channel: str | None = None,
+        detail: str | None = None,
+        **values: Any,
+    ) -> dict[str, Any]:
+        change: dict[str, Any] = {"_id": push_id, "status": status, "reason": reason, **values}
+        if channel is not None:
+            change["channel"] = channel
+        self._updates.append(change)
+        self._events.append({"push_id": push_id, "status": status, "reason": reason, "channel": channel, "detail": detail, "at": self.now})
+        return change
+
+    def set_due(self, push_id: int, due_at: datetime) -> None:
+        self._updates.append({"_id": push_id, "due_at": due_at})
+
+    def enqueue(self, change: dict[str, Any], *, channel: str, address: str, customer_id: int, message: Any, priority: int) -> None:
+        """Queue a message; its outbox id lands in ``change`` (a ``record`` result) when flushed."""
+        row = {
+            "channel": channel,
+            "address": address,
+            "customer_id": customer_id,
+            "payload": message.to_dict(),
+            "status": "pending",
+            "priority": priority,
+            "attempts": 0,
+            "parts_sent": 0,
+            "created_at": self.now,
+        }
+        self._outbox.append((row, change))
+
+    def flush(self, conn: Connection) -> None:
+        if self._outbox:
+            stmt = insert(outbox_t).returning(outbox_t.c.id, sort_by_parameter_order=True)
+            ids = conn.execute(stmt, [row for row, _ in self._outbox]).scalars().all()
+            for (_, change), outbox_id in zip(self._outbox, ids):
+                change["outbox_id"] = outbox_id
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for change in self._updates:
+            groups.setdefault(tuple(sorted(change)), []).append(change)
+        for keys, changes in groups.items():
+            # executemany: SET takes every other key of the dicts, WHERE the "_id".
+            conn.execute(update(push_t).where(push_t.c.id == bindparam("_id")), changes)
+        if self._events:
+            conn.execute(event_t.insert(), self._events)
+        if self.links:
+            conn.execute(link_t.insert(), self.links)
+        self._updates, self._events, self._outbox, self.links = [], [], [], []
 
 
 # --------------------------------------------------------------------------- facts

@@ -211,42 +211,57 @@ class PushService:
         if not rows:
             return []
         facts = push_store.load_facts(conn, [r.customer_id for r in rows], now)
+        batch = push_store.Batch(now)
         woken: list[tuple[str | None, str | None, bool]] = []
         for row in rows:
             rule = self.config.touchpoints.get(row.touchpoint)
             customer = facts.get(row.customer_id)
             if rule is None or customer is None:
-                push_store.record(conn, row.id, "skipped", now, reason="unknown_touchpoint" if rule is None else policy.ERASED)
+                batch.record(row.id, "skipped", reason="unknown_touchpoint" if rule is None else policy.ERASED)
                 woken.append((None, None, False))
                 continue
             decision = decide(
                 rule, customer, self.config, now, tried=row.tried or [], enabled=self.enabled,
                 allow_template=not self._is_survey(row.touchpoint),
             )
-            woken.append(self._apply(conn, row, rule, customer, decision, now))
+            woken.append(self._apply(conn, batch, row, rule, customer, decision, now))
             if decision.action == "send" and not rule.transactional:
                 customer.marketing_sent_at.append(now)  # the next push of this batch sees it
+        batch.flush(conn)
         return woken
 
     def _apply(
-        self, conn: Any, row: Any, rule: TouchpointRule, facts: push_store.Facts, decision: Decision, now: datetime
+        self,
+        conn: Any,
+        batch: push_store.Batch,
+        row: Any,
+        rule: TouchpointRule,
+        facts: push_store.Facts,
+        decision: Decision,
+        now: datetime,
     ) -> tuple[str | None, str | None, bool]:
         detail = ", ".join(f"{c}: {r}" for c, r in decision.held_back) or None
         if decision.action == "skip":
             # After a channel failed, "nothing left" means the push failed, not that it was never meant to go.
             status = "failed" if row.tried and decision.reason not in CAP_REASONS else "skipped"
-            push_store.record(conn, row.id, status, now, reason=decision.reason, detail=detail)
+            batch.record(row.id, status, reason=decision.reason, detail=detail)
             return None, None, False
         if decision.action == "defer":
             if row.status == "deferred" and row.reason == decision.reason:
-                push_store.set_due(conn, row.id, decision.until)  # type: ignore[arg-type]
+                batch.set_due(row.id, decision.until)  # type: ignore[arg-type]
             else:
-                push_store.record(conn, row.id, "deferred", now, reason=decision.reason, detail=detail, due_at=decision.until)
+                batch.record(row.id, "deferred", reason=decision.reason, detail=detail, due_at=decision.until)
             return None, None, False
         route = decision.route
         assert route is not None
+        tried = [*(row.tried or []), route.channel]
         if self._is_survey(row.touchpoint):
-            return self._start_survey_now(conn, row, route, now, detail)
+            batch.record(row.id, "sent", channel=route.channel, detail=detail, address=route.address, tried=tried, sent_at=now)
+            variables = dict(row.variables or {})
+            if self._start_survey is not None:
+                survey_id, order = variables.get("survey", "order_feedback"), str(variables.get("order", ""))
+                self._start_survey(conn, row.customer_id, survey_id, order, route.channel, route.address, now)
+            return route.channel, route.address, False
         variables = dict(row.variables or {})
         if isinstance(variables.get("_code"), dict):
             spec = variables["_code"]
@@ -259,27 +274,23 @@ class PushService:
                 reference=f"push:{row.id}",
             )
             store.apply_effects(conn, customer_id=row.customer_id, channel=route.channel, address=route.address, effects=[code], now=now)
-        message = self.render(conn, row.id, rule, facts, variables, route, now)
-        outbox_id = push_store.enqueue(
-            conn,
+        message = self.render(batch, row.id, rule, facts, variables, route, now)
+        change = batch.record(
+            row.id,
+            "sending",
+            channel=route.channel,
+            detail=route.form + (f"; held back {detail}" if detail else ""),
+            address=route.address,
+            tried=tried,
+            sent_at=now,
+        )
+        batch.enqueue(
+            change,
             channel=route.channel,
             address=route.address,
             customer_id=row.customer_id,
             message=message,
             priority=TRANSACTIONAL_PRIORITY if rule.transactional else MARKETING_PRIORITY,
-            now=now,
-        )
-        push_store.record(
-            conn,
-            row.id,
-            "sending",
-            now,
-            channel=route.channel,
-            detail=f"{route.form}" + (f"; held back {detail}" if detail else ""),
-            address=route.address,
-            outbox_id=outbox_id,
-            tried=[*(row.tried or []), route.channel],
-            sent_at=now,
         )
         return route.channel, route.address, bool(rule.transactional)
 
@@ -287,7 +298,7 @@ class PushService:
 
     def render(
         self,
-        conn: Any,
+        batch: push_store.Batch,
         push_id: int,
         rule: TouchpointRule,
         facts: push_store.Facts,
@@ -307,7 +318,7 @@ class PushService:
                 token = secrets.token_urlsafe(12)
                 links.append({"token": token, "push_id": push_id, "url": value, "created_at": now})
                 values[key] = f"{self.public_url}/l/{token}"
-        push_store.add_links(conn, links)
+        batch.links.extend(links)
         text = _fill(rule.text.get(locale), values)
         subject = _fill(rule.subject.get(locale), values) if rule.subject else self.config.shop_name
         template = None
@@ -325,18 +336,6 @@ class PushService:
     def _is_survey(self, touchpoint: str) -> bool:
         return touchpoint == "order_feedback"
 
-    def _start_survey_now(self, conn: Any, row: Any, route: policy.Route, now: datetime, detail: str | None):  # type: ignore[no-untyped-def]
-        """Order feedback is a conversation: the push records the channel, the survey dialog does the asking."""
-        push_store.record(
-            conn, row.id, "sent", now, channel=route.channel, address=route.address, detail=detail,
-            tried=[*(row.tried or []), route.channel], sent_at=now,
-        )
-        variables = dict(row.variables or {})
-        survey_id, order = variables.get("survey", "order_feedback"), str(variables.get("order", ""))
-        if self._start_survey is not None:
-            self._start_survey(conn, row.customer_id, survey_id, order, route.channel, route.address, now)
-        return route.channel, route.address, False
-
     # ------------------------------------------------------------------ following
 
     async def reconcile(self, now: datetime | None = None) -> int:
@@ -344,41 +343,52 @@ class PushService:
         now = now or utcnow()
         timeout = timedelta(minutes=self.config.policy.receipt_timeout_minutes)
 
-        def unit(conn: Any) -> int:
+        def unit(conn: Any) -> tuple[int, int]:
+            batch = push_store.Batch(now)
             moved = 0
-            for row in push_store.in_flight(conn):
+            rows = push_store.in_flight(conn, receipt_channels=sorted(RECEIPT_CHANNELS), timed_out_before=now - timeout)
+            for row in rows:
+                sent_at = push_store.as_utc(row.sent_at)
                 if row.status == "sending":
                     if row.outbox_status == "sent":
                         status = row.delivery_status if row.delivery_status in ("delivered", "read") else "sent"
-                        push_store.record(conn, row.id, status, now, channel=row.channel)
-                        moved += 1
+                        batch.record(row.id, status, channel=row.channel)
                     elif row.outbox_status in ("failed", "blocked"):
-                        push_store.record(conn, row.id, "queued", now, reason=f"{row.channel}_{row.outbox_status}", detail=row.last_error, due_at=now)
-                        moved += 1
+                        reason = f"{row.channel}_{row.outbox_status}"
+                        batch.record(row.id, "queued", reason=reason, detail=row.last_error, due_at=now)
+                    else:
+                        continue
                 elif row.status == "sent":
                     if row.delivery_status in ("delivered", "read"):
-                        push_store.record(conn, row.id, row.delivery_status, now, channel=row.channel)
-                        moved += 1
+                        batch.record(row.id, row.delivery_status, channel=row.channel)
                     elif row.delivery_status == "failed":
-                        push_store.record(conn, row.id, "queued", now, reason=f"{row.channel}_undelivered", due_at=now)
-                        moved += 1
+                        batch.record(row.id, "queued", reason=f"{row.channel}_undelivered", due_at=now)
                     elif (
                         not row.transactional
                         and row.channel in RECEIPT_CHANNELS
-                        and push_store.as_utc(row.sent_at) is not None
-                        and now - push_store.as_utc(row.sent_at) > timeout  # type: ignore[operator]
+                        and sent_at is not None
+                        and now - sent_at > timeout
                     ):
-                        push_store.record(conn, row.id, "queued", now, reason="receipt_timeout", channel=row.channel, due_at=now)
-                        moved += 1
+                        batch.record(row.id, "queued", reason="receipt_timeout", channel=row.channel, due_at=now)
+                    else:
+                        continue
                 elif row.status == "delivered" and row.delivery_status == "read":
-                    push_store.record(conn, row.id, "read", now, channel=row.channel)
-                    moved += 1
-            return moved
+                    batch.record(row.id, "read", channel=row.channel)
+                else:
+                    continue
+                moved += 1
+            batch.flush(conn)
+            return moved, len(rows)
 
-        moved = await self.db.write(unit)
-        if moved:
+        total = 0
+        while True:
+            moved, scanned = await self.db.write(unit)
+            total += moved
+            if scanned < push_store.IN_FLIGHT_BATCH:
+                break
+        if total:
             self._wake.set()
-        return moved
+        return total
 
     # ------------------------------------------------------------------ dry run
 
