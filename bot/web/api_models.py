@@ -7,10 +7,14 @@ description from these models.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from bot.config import ID_PATTERN
 
 Scalar = Union[str, int, float, bool, None]
 ExternalId = Annotated[str, Field(min_length=1, max_length=128, description="the shop's own id")]
@@ -223,3 +227,243 @@ def error_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
         path = [str(p) for p in error.get("loc", ()) if not (isinstance(p, str) and "." in p and p in EVENT_TYPES)]
         out.append({"field": ".".join(path) or "(body)", "message": error.get("msg", "invalid")})
     return out
+
+
+# --------------------------------------------------------------------------- customers
+
+Locale = Literal["en", "de", "es"]
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+MAX_EMAIL = 128  # it is also a channel address (channel_identity.address)
+
+
+def _e164(value: str) -> str:
+    if not E164.match(value):
+        raise ValueError("must be an E.164 phone number: + and 7 to 15 digits, no spaces, e.g. +491701234567")
+    return value
+
+
+def _short_email(value: str) -> str:
+    if len(value) > MAX_EMAIL:
+        raise ValueError(f"at most {MAX_EMAIL} characters")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+    return value
+
+
+def _is_iso_date(value: Any) -> bool:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+Phone = Annotated[str, AfterValidator(_e164)]
+Email = Annotated[EmailStr, AfterValidator(_short_email)]
+TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)]
+
+
+class ConsentIn(Strict):
+    """Consent the shop collected itself (a checkbox at checkout for e-mail or SMS)."""
+
+    purpose: str = Field(min_length=1, max_length=32, description="one of the configured consent purposes")
+    channel: Channel
+    granted: bool
+
+
+class CustomerUpsert(Strict):
+    """``POST /api/v1/customers``: create or update by ``external_id``.
+
+    A field left out keeps its stored value; ``null`` clears it (a cleared
+    e-mail or phone also removes that channel). ``attributes`` are merged
+    key by key; a key set to ``null`` is removed.
+    """
+
+    external_id: ExternalId
+    first_name: str | None = Field(default=None, max_length=100)
+    email: Email | None = None
+    phone: Phone | None = Field(default=None, description="E.164, e.g. +491701234567")
+    locale: Locale | None = None
+    timezone: TimeZone | None = Field(default=None, description="IANA name, e.g. Europe/Berlin")
+    preferred_channel: Channel | None = None
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)], Scalar] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="the shop's facts: order_count (integer), customer_since (ISO date) and any other scalar",
+    )
+    consents: list[ConsentIn] = Field(default_factory=list, max_length=20)
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any) -> Any:
+        # Before the union's own checks, which would name every type it tried.
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if isinstance(item, (dict, list)):
+                    raise ValueError(f"{name}: must be a string, number, boolean or null")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _known_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Complaint rules read these two; a wrong type would silently disable them.
+        count = value.get("order_count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ValueError("order_count must be a whole number of at least 0")
+        since = value.get("customer_since")
+        if since is not None and not _is_iso_date(since):
+            raise ValueError("customer_since must be an ISO date such as 2023-04-01")
+        for name, item in value.items():
+            if isinstance(item, str) and len(item) > 1000:
+                raise ValueError(f"{name}: at most 1000 characters")
+        return value
+
+    @field_validator("consents")
+    @classmethod
+    def _one_per_purpose_and_channel(cls, value: list[ConsentIn]) -> list[ConsentIn]:
+        seen = set()
+        for item in value:
+            if (item.purpose, item.channel) in seen:
+                raise ValueError(f"{item.purpose} on {item.channel} is given twice")
+            seen.add((item.purpose, item.channel))
+        return value
+
+
+class ConsentOut(BaseModel):
+    purpose: str
+    channel: str
+    granted: bool
+    updated_at: datetime
+    wording_version: str
+
+
+class IdentityOut(BaseModel):
+    channel: str
+    address: str = Field(description="platform user id, e-mail address or E.164 phone")
+    blocked: bool = Field(description="the customer blocked us there (or the address bounced); nothing is sent")
+
+
+class CustomerOut(BaseModel):
+    id: int = Field(description="Touchpoint's own id (the lookup by channel address answers it too)")
+    external_id: str | None
+    first_name: str | None
+    email: str | None
+    phone: str | None
+    locale: str | None
+    timezone: str | None
+    preferred_channel: str | None
+    categories: list[str] = Field(description="favourite category ids in the order picked")
+    attributes: dict[str, Scalar]
+    identities: list[IdentityOut]
+    consents: list[ConsentOut] = Field(description="the current value per purpose and channel")
+    created_at: datetime
+    updated_at: datetime
+
+
+class LookupOut(BaseModel):
+    """``GET /api/v1/customers/lookup``: the customer behind one channel address."""
+
+    id: int
+    name: str | None = Field(description="first name")
+    locale: str | None
+    channel: str
+    address: str
+    blocked: bool
+    consents: list[ConsentOut]
+
+
+class LinkTokenOut(BaseModel):
+    """A single-use token that binds a messaging account to this customer when opened."""
+
+    token: str = Field(description="A-Za-z0-9_- only, at most 64 characters (fits a Telegram start parameter)")
+    expires_at: datetime
+    links: dict[Literal["telegram", "viber", "whatsapp"], str] = Field(
+        description="per channel deep link; channels without a configured bot are left out"
+    )
+
+
+# --------------------------------------------------------------------------- catalog
+
+MAX_ITEMS = 1000
+
+
+class CategoryName(Strict):
+    en: str = Field(min_length=1, max_length=100)
+    de: str | None = Field(default=None, min_length=1, max_length=100)
+    es: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class CategoryIn(Strict):
+    # API categories become config categories (bot.config.Category), so the same id rule.
+    id: str = Field(pattern=ID_PATTERN, description="lower-case letters, digits and _, at most 32")
+    name: CategoryName
+    url: str = Field(default="", max_length=2000)
+    percent: int = Field(ge=1, le=40, description="the welcome discount for picking it as a favourite")
+
+
+class ProductIn(Strict):
+    id: ProductId
+    name: str = Field(min_length=1, max_length=300)
+    category: str = Field(min_length=1, max_length=32)
+    url: str = Field(default="", max_length=2000)
+    price: float | None = Field(default=None, ge=0)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217")
+    in_stock: bool = True
+    available_on: date | None = Field(default=None, description="pre-order: the day it ships")
+
+
+class StoreIn(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(default="", max_length=500)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0, le=50_000, description="the cart offer is sent within this distance")
+
+
+def _unique_ids(items: list[Any]) -> list[Any]:
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise ValueError(f"id {item.id!r} appears twice (again at items.{index})")
+        seen.add(item.id)
+    return items
+
+
+class CategoriesIn(Strict):
+    items: list[CategoryIn] = Field(min_length=1, max_length=MAX_ITEMS)
+    _unique = field_validator("items")(_unique_ids)
+
+
+class ProductsIn(Strict):
+    items: list[ProductIn] = Field(min_length=1, max_length=MAX_ITEMS)
+    _unique = field_validator("items")(_unique_ids)
+
+
+class StoresIn(Strict):
+    items: list[StoreIn] = Field(min_length=1, max_length=MAX_ITEMS)
+    _unique = field_validator("items")(_unique_ids)
+
+
+class UpsertCounts(BaseModel):
+    created: int
+    updated: int
+
+
+class StoreOut(BaseModel):
+    id: str
+    name: str
+    address: str
+    latitude: float
+    longitude: float
+    radius_m: float
+
+
+class StoresOut(BaseModel):
+    items: list[StoreOut]
