@@ -13,10 +13,17 @@ from pathlib import Path
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 SUPPORTED_LOCALES = ("en", "de", "es")
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+class BaseModel(_PydanticModel):
+    """Every table of the config file: an unknown key (a typo) is an error at start-up, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class LocalText(BaseModel):
@@ -215,9 +222,22 @@ class TouchpointRule(BaseModel):
 class Links(BaseModel):
     """Where the account-link deep links point (shop API link tokens); empty: that channel is left out."""
 
-    telegram_bot_username: str = ""  # without "@"
+    telegram_bot_username: str = Field(default="", pattern=r"^(@?[A-Za-z][A-Za-z0-9_]{4,31})?$")
     viber_chat_uri: str = ""
-    whatsapp_number: str = ""  # digits, with country code
+    whatsapp_number: str = ""  # with country code; "+" and spaces are ignored
+    # The message a WhatsApp link pre-fills; it carries the token back to us, so {token} is required.
+    whatsapp_text: LocalText = Field(
+        default_factory=lambda: LocalText(en="Hello! Please link my customer account. Code: {token}")
+    )
+
+    @field_validator("whatsapp_text")
+    @classmethod
+    def _has_token(cls, value: LocalText) -> LocalText:
+        for lang in ("en", "de", "es"):
+            text = getattr(value, lang)
+            if text is not None and "{token}" not in text:
+                raise ValueError(f"links.whatsapp_text.{lang} must contain {{token}}")
+        return value
 
 
 class ShopConfig(BaseModel):

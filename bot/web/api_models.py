@@ -115,12 +115,6 @@ EVENT_TYPES = (
 )
 
 
-class EventEnvelope(Strict):
-    """``POST /api/v1/events`` takes one event object; this wrapper lets pydantic pick its type."""
-
-    event: ShopEvent
-
-
 # --------------------------------------------------------------------------- audiences, pushes, campaigns
 
 
@@ -207,6 +201,9 @@ class PushStatus(BaseModel):
     reason: str | None = None
     channel: str | None = None
     campaign_id: int | None = None
+    due_at: datetime | None = None
+    clicked_at: datetime | None = None
+    converted_at: datetime | None = None
     history: list[HistoryEntry]
 
 
@@ -225,7 +222,8 @@ def error_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     out = []
     for error in errors:
         path = [str(p) for p in error.get("loc", ()) if not (isinstance(p, str) and "." in p and p in EVENT_TYPES)]
-        out.append({"field": ".".join(path) or "(body)", "message": error.get("msg", "invalid")})
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append({"field": ".".join(path) or "(body)", "message": message})
     return out
 
 

@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Sequence, TypeVar
+from typing import Any, Sequence
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from bot import audience as audiences
 from bot import event_store, push_store, stats
 from bot.appkeys import CAMPAIGNS, CONFIG, DB, PUSHES, TOUCHPOINTS
 from bot.touchpoints import UnknownReference
-from bot.web.api_models import (
-    CampaignRequest,
-    DryRunRequest,
-    PreviewRequest,
-    PushRequest,
-    ShopEvent,
-    error_fields,
-)
+from bot.web.api_errors import api_error, field_error, parse_body
+from bot.web.api_models import CampaignRequest, DryRunRequest, PreviewRequest, PushRequest, ShopEvent
 
-M = TypeVar("M", bound=BaseModel)
 EVENT = TypeAdapter(ShopEvent)
 
 
@@ -36,41 +29,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def _problem(status: int, message: str, fields: Sequence[dict[str, str]] = ()) -> web.HTTPException:
-    body = orjson.dumps({"error": message, "fields": list(fields)})
-    kind = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 415: web.HTTPUnsupportedMediaType}.get(
-        status, web.HTTPUnprocessableEntity
-    )
-    return kind(body=body, content_type="application/json")
-
-
-async def _body(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise _problem(415, "send the body as JSON (Content-Type: application/json)")
-    raw = await request.read()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _problem(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise _problem(400, "the body must be a JSON object")
-    return data
-
-
-async def _parse(request: web.Request, model: type[M] | TypeAdapter[Any]) -> Any:
-    data = await _body(request)
-    try:
-        if isinstance(model, TypeAdapter):
-            return model.validate_python(data)
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _problem(422, "invalid request", error_fields(exc.errors())) from None
-
-
 def _check_touchpoint(request: web.Request, name: str, field: str = "touchpoint") -> None:
     touchpoints = request.app[CONFIG].touchpoints
     if name not in touchpoints:
-        raise _problem(422, "unknown touchpoint", [{"field": field, "message": f"must be one of {sorted(touchpoints)}"}])
+        raise field_error(422, field, f"unknown touchpoint; must be one of {sorted(touchpoints)}")
 
 
 async def _customer_ids(request: web.Request, external_ids: Sequence[str], field: str = "customer_ids") -> list[int]:
@@ -80,7 +42,7 @@ async def _customer_ids(request: web.Request, external_ids: Sequence[str], field
     found = await request.app[DB].read(query)
     unknown = [e for e, i in found.items() if i is None]
     if unknown:
-        raise _problem(422, "unknown customers", [{"field": field, "message": f"not known (upsert them first): {unknown[:20]}"}])
+        raise api_error(422, "unknown customers", [{"field": field, "message": f"not known (upsert them first): {unknown[:20]}"}])
     return [found[e] for e in external_ids]  # type: ignore[misc]
 
 
@@ -88,11 +50,11 @@ async def _customer_ids(request: web.Request, external_ids: Sequence[str], field
 
 
 async def post_event(request: web.Request) -> web.Response:
-    event = await _parse(request, EVENT)
+    event = await parse_body(request, EVENT)
     try:
         result = await request.app[TOUCHPOINTS].handle(event.model_dump(mode="json"))
     except UnknownReference as exc:
-        raise _problem(422, str(exc), [{"field": exc.field, "message": str(exc)}]) from None
+        raise api_error(422, str(exc), [{"field": exc.field, "message": str(exc)}]) from None
     return _json({"type": event.type, **result}, status=202)
 
 
@@ -100,7 +62,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def post_push(request: web.Request) -> web.Response:
-    body: PushRequest = await _parse(request, PushRequest)
+    body: PushRequest = await parse_body(request, PushRequest)
     _check_touchpoint(request, body.touchpoint)
     if body.customer_ids is not None:
         ids = await _customer_ids(request, body.customer_ids)
@@ -118,7 +80,7 @@ async def get_push(request: web.Request) -> web.Response:
     try:
         push_id = int(request.match_info["push_id"])
     except ValueError:
-        raise _problem(404, "no such push") from None
+        raise api_error(404, "no such push") from None
 
     def query(conn: Any) -> dict[str, Any] | None:
         row = push_store.get(conn, push_id)
@@ -144,7 +106,7 @@ async def get_push(request: web.Request) -> web.Response:
 
     found = await request.app[DB].read(query)
     if found is None:
-        raise _problem(404, "no such push")
+        raise api_error(404, "no such push")
     return _json(found)
 
 
@@ -156,7 +118,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def post_campaign(request: web.Request) -> web.Response:
-    body: CampaignRequest = await _parse(request, CampaignRequest)
+    body: CampaignRequest = await parse_body(request, CampaignRequest)
     _check_touchpoint(request, body.touchpoint)
     campaigns = request.app[CAMPAIGNS]
     campaign_id = await campaigns.create(body.name, body.touchpoint, body.audience.model_dump(), body.variables, body.send_at)
@@ -165,7 +127,7 @@ async def post_campaign(request: web.Request) -> web.Response:
 
 
 async def preview_campaign(request: web.Request) -> web.Response:
-    body: PreviewRequest = await _parse(request, PreviewRequest)
+    body: PreviewRequest = await parse_body(request, PreviewRequest)
     return _json({"count": await request.app[CAMPAIGNS].preview(body.audience.model_dump())})
 
 
@@ -173,10 +135,10 @@ async def get_campaign(request: web.Request) -> web.Response:
     try:
         campaign_id = int(request.match_info["campaign_id"])
     except ValueError:
-        raise _problem(404, "no such campaign") from None
+        raise api_error(404, "no such campaign") from None
     found = await request.app[CAMPAIGNS].status(campaign_id)
     if found is None:
-        raise _problem(404, "no such campaign")
+        raise api_error(404, "no such campaign")
     return _json(found)
 
 
@@ -189,7 +151,7 @@ async def get_stats(request: web.Request) -> web.Response:
     campaign_id = None
     if campaign:
         if not campaign.isdigit():
-            raise _problem(422, "invalid query", [{"field": "campaign_id", "message": "must be a number"}])
+            raise api_error(422, "invalid query", [{"field": "campaign_id", "message": "must be a number"}])
         campaign_id = int(campaign)
     if touchpoint is not None:
         _check_touchpoint(request, touchpoint)
@@ -198,7 +160,7 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 async def dry_run(request: web.Request) -> web.Response:
-    body: DryRunRequest = await _parse(request, DryRunRequest)
+    body: DryRunRequest = await parse_body(request, DryRunRequest)
     [customer_id] = await _customer_ids(request, [body.customer_id], field="customer_id")
     pushes = request.app[PUSHES]
     if body.push is not None:
@@ -208,7 +170,7 @@ async def dry_run(request: web.Request) -> web.Response:
     try:
         concern = await request.app[TOUCHPOINTS].concerns(body.event.model_dump(mode="json"), customer_id)
     except UnknownReference as exc:
-        raise _problem(422, str(exc), [{"field": f"event.{exc.field}", "message": str(exc)}]) from None
+        raise api_error(422, str(exc), [{"field": f"event.{exc.field}", "message": str(exc)}]) from None
     if concern.touchpoint is None:
         return _json({"would_send": False, "action": "skip", "reason": concern.reason, "touchpoint": None, "held_back": []})
     answer = await pushes.dry_run(customer_id, concern.touchpoint)

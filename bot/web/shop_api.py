@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot import shop_store, store
 from bot.appkeys import CONFIG, DB, SETTINGS
-from bot.config import Category, LocalText, ShopConfig
+from bot.config import Category, Links, LocalText, ShopConfig
 from bot.models import utcnow
 from bot.shop_store import AddressTaken, NewConsent
 from bot.web import openapi
@@ -36,14 +36,6 @@ log = logging.getLogger("touchpoint.shop_api")
 
 CHANNELS = ("telegram", "viber", "whatsapp", "sms", "email", "console")
 PUBLIC = ("/api/v1/openapi.json",)
-
-# The WhatsApp message a customer sends to link their account, when the shop's
-# config has no ``links.whatsapp_text`` of its own; {token} is required.
-WHATSAPP_TEXT = {
-    "en": "Hello! Please link my customer account. Code: {token}",
-    "de": "Hallo! Bitte verknüpfen Sie mein Kundenkonto. Code: {token}",
-    "es": "¡Hola! Por favor, vinculen mi cuenta de cliente. Código: {token}",
-}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -127,28 +119,27 @@ async def create_link_token(request: web.Request) -> web.Response:
     if made is None:
         raise api_error(404, f"no customer with external_id {external_id!r}")
     config = request.app[CONFIG]
-    links = deep_links(getattr(config, "links", None), made["token"], made["locale"] or config.default_locale)
+    links = deep_links(config.links, made["token"], made["locale"] or config.default_locale)
     answer = LinkTokenOut(token=made["token"], expires_at=made["expires_at"], links=links)
     return web.json_response(answer.model_dump(mode="json"), status=201)
 
 
-def deep_links(settings: Any, token: str, locale: str) -> dict[str, str]:
+def deep_links(settings: Links, token: str, locale: str) -> dict[str, str]:
     """Per-channel links that carry ``token`` back to us; a channel without a setting is left out.
 
     ``settings`` is the config's ``[links]`` table: ``telegram_bot_username``,
     ``viber_chat_uri``, ``whatsapp_number`` and optionally ``whatsapp_text``.
     """
     links: dict[str, str] = {}
-    username = getattr(settings, "telegram_bot_username", None)
+    username = settings.telegram_bot_username
     if username:
         links["telegram"] = f"https://t.me/{quote(username.lstrip('@'))}?start={token}"
-    chat_uri = getattr(settings, "viber_chat_uri", None)
+    chat_uri = settings.viber_chat_uri
     if chat_uri:
         links["viber"] = f"viber://pa?chatURI={quote(chat_uri, safe='')}&context={token}"
-    number = "".join(ch for ch in str(getattr(settings, "whatsapp_number", None) or "") if ch.isdigit())
+    number = "".join(ch for ch in settings.whatsapp_number if ch.isdigit())
     if number:
-        own = getattr(settings, "whatsapp_text", None)
-        template = own.get(locale) if own is not None else WHATSAPP_TEXT.get(locale, WHATSAPP_TEXT["en"])
+        template = settings.whatsapp_text.get(locale)
         links["whatsapp"] = f"https://wa.me/{number}?text={quote(template.format(token=token), safe='')}"
     return links
 

@@ -10,13 +10,12 @@ from typing import Any, AsyncIterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from bot import shop_store, store
 from bot.app import migrate
 from bot.appkeys import CONFIG, DB
-from bot.config import LocalText
+from bot.config import Links, LocalText, load_config
 from bot.db import Database
 from bot.models import utcnow
 from bot.turn import IssueCode
@@ -239,26 +238,17 @@ async def test_an_unknown_or_erased_customer_is_not_found(shop: Touchpoint) -> N
 # --- account links ---------------------------------------------------------------------
 
 
-class LinkSettings(BaseModel):
-    """The ``[links]`` config table this API reads (proposed for bot/config.py)."""
-
-    telegram_bot_username: str | None = None
-    viber_chat_uri: str | None = None
-    whatsapp_number: str | None = None
-    whatsapp_text: LocalText | None = None
-
-
-def configure_links(tp: Touchpoint, links: LinkSettings) -> None:
-    # ShopConfig has no ``links`` field yet: set it past pydantic's field check.
-    object.__setattr__(tp.app[CONFIG], "links", links)
+def configure_links(tp: Touchpoint, **values: Any) -> None:
+    tp.app[CONFIG].links = Links(**values)
 
 
 async def test_a_link_token_comes_with_a_deep_link_per_configured_channel(shop: Touchpoint) -> None:
     configure_links(
         shop,
-        LinkSettings(
-            telegram_bot_username="ExampleShopBot", viber_chat_uri="exampleshop", whatsapp_number="+49 30 1234567"
-        ),
+        telegram_bot_username="ExampleShopBot",
+        viber_chat_uri="exampleshop",
+        whatsapp_number="+49 30 1234567",
+        whatsapp_text=load_config(None).links.whatsapp_text,
     )
     await call(shop, "POST", "/api/v1/customers", ANNA)
     status, answer, _ = await call(shop, "POST", "/api/v1/customers/C-1001/link-tokens")
@@ -286,12 +276,7 @@ async def test_links_are_given_only_for_channels_with_a_setting(shop: Touchpoint
     await call(shop, "POST", "/api/v1/customers", {"external_id": "C-7"})
     _, answer, _ = await call(shop, "POST", "/api/v1/customers/C-7/link-tokens")
     assert answer["links"] == {}
-    configure_links(
-        shop,
-        LinkSettings(
-            whatsapp_number="4930999", whatsapp_text=LocalText(en="Link me: {token}", de="Verknüpfen: {token}")
-        ),
-    )
+    configure_links(shop, whatsapp_number="4930999", whatsapp_text=LocalText(en="Link me: {token}", de="Verknüpfen: {token}"))
     _, answer, _ = await call(shop, "POST", "/api/v1/customers/C-7/link-tokens")
     assert list(answer["links"]) == ["whatsapp"]
     assert unquote(answer["links"]["whatsapp"]) == f"https://wa.me/4930999?text=Link me: {answer['token']}"
