@@ -14,6 +14,7 @@ even when several processes consume the queue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import json
 import logging
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, P
 
 import orjson
 
-from bot import metrics, store
+from bot import metrics, shop_store, store
 from bot.db import Database
 from bot.events import Inbound, Kind
 from bot.messages import Outbound, SendResult
@@ -320,6 +321,9 @@ class Pipeline:
             loaded = await self.db.write(
                 lambda conn: store.create_identity(conn, channel, address, event.first_name, event.language_code)
             )
+        token = _link_token(event)
+        if token is not None:
+            loaded = await self._bind_account(event, token, loaded)
         try:
             result = await self.engine.handle(TurnInput(event=event, state=loaded.state, customer=loaded.customer))
         except Exception as exc:  # noqa: BLE001 - a dialog bug must not jam the conversation
@@ -416,6 +420,24 @@ class Pipeline:
                 self._spawn(self.send_conversation(channel, address))
 
     # --- sending -------------------------------------------------------------
+
+    async def _bind_account(self, event: Inbound, token: str, loaded: store.Loaded) -> store.Loaded:
+        """The customer opened a shop's account link: this identity joins the shop's customer.
+
+        The turn then runs on the shop customer's snapshot (consents, favourites,
+        codes), still as a first contact if it is one, so the sign-up greets them.
+        """
+        channel, address, at = event.channel, event.address, event.received_at
+        bound = await self.db.write(lambda conn: shop_store.bind_link_token(conn, token, channel, address, at))
+        if bound is None:
+            log.info("account_link.refused channel=%s", channel)
+            return loaded
+        log.info("account_link.bound channel=%s customer=%s", channel, bound)
+        reloaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
+        if reloaded is None:
+            return loaded
+        reloaded.customer = dataclasses.replace(reloaded.customer, is_new=loaded.customer.is_new)
+        return reloaded
 
     async def send_conversation(self, channel: str, address: str) -> int:
         """Send the pending outbox rows of one conversation, strictly in order.
@@ -700,3 +722,14 @@ class Pipeline:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _link_token(event: Inbound) -> str | None:
+    """An account-link token the event carries: a Telegram start parameter, a Viber context, or in a text."""
+    if event.kind not in (Kind.COMMAND, Kind.STARTED, Kind.SUBSCRIBED, Kind.TEXT):
+        return None
+    if event.context and event.context.startswith(shop_store.LINK_PREFIX):
+        return shop_store.token_in_text(event.context)
+    if event.kind is Kind.TEXT and shop_store.LINK_PREFIX in event.text:
+        return shop_store.token_in_text(event.text)
+    return None

@@ -246,3 +246,25 @@ async def test_a_location_shared_in_the_chat_with_consent_brings_the_store_offer
     assert pin.json["latitude"] == MITTE["latitude"]
     [row] = await tp.query("SELECT source FROM customer_location")
     assert row.source == "chat"
+
+
+@pytest.mark.parametrize("platform", ["telegram", "whatsapp"])
+async def test_opening_an_account_link_binds_the_chat_to_the_shops_customer(tp, platform):
+    status, _ = await api(tp, "POST", "/api/v1/customers", {"external_id": "c-anna", "first_name": "Anna", "locale": "de"})
+    assert status == 201
+    status, link = await api(tp, "POST", "/api/v1/customers/c-anna/link-tokens")
+    assert status == 201
+    user = PlatformUser(tp, platform, address="5550100777" if platform == "telegram" else "15550100777", language_code="de")
+    if platform == "telegram":
+        await user.start(payload=link["token"])
+    else:
+        await user.say(f"Hallo! Bitte verknüpfen Sie mein Kundenkonto. Code: {link['token']}")
+    await user.press(I18N.text("de", "signup.continue"))
+    await user.press(I18N.text("de", "buttons.yes"))  # marketing
+    status, profile = await api(tp, "GET", "/api/v1/customers/c-anna")
+    assert status == 200
+    assert {(i["channel"], i["address"]) for i in profile["identities"]} >= {(platform, user.address)}
+    assert any(c["purpose"] == "marketing" and c["channel"] == platform and c["granted"] for c in profile["consents"])
+    # The token works once.
+    [row] = await tp.query("SELECT used_at FROM account_link")
+    assert row.used_at is not None
