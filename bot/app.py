@@ -202,6 +202,10 @@ def create_app(
         db = Database(url)
         await db.start()
         app[DB] = db
+        # Categories the shop sent over the API join the config's before any dialog runs.
+        from bot.web.shop_api import load_stored_categories
+
+        await load_stored_categories(app)
         yield
         await db.close()
         if guard is not None:

@@ -173,6 +173,7 @@ class IdempotentRequest(SQLModel, table=True):
     """The first answer to a POST with an ``Idempotency-Key``, replayed for retries."""
 
     __tablename__ = "idempotent_request"
+    __table_args__ = (Index("ix_idempotent_request_created", "created_at"),)  # the expiry clean-up
 
     key: str = Field(primary_key=True, max_length=255)
     fingerprint: str = Field(max_length=64)  # method, path and body hash: a reused key with another body is refused

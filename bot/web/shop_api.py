@@ -208,7 +208,6 @@ def setup(app: web.Application) -> None:
     # Order matters: the key check first, so unauthenticated requests never reach the idempotency store.
     app.middlewares.append(require_api_key)
     app.middlewares.append(idempotency)
-    app.on_startup.append(load_stored_categories)
     router = app.router
     router.add_get("/api/v1/openapi.json", openapi.openapi)
     router.add_get("/api/v1/customers/lookup", lookup_customer)

@@ -1,8 +1,8 @@
-"""shop side: catalog, pushes, campaigns, links, orders, idempotency
+"""shop side: catalog, customer activity, pushes and their history, campaigns, links, orders, idempotency
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-03 19:32:54.053079
+Create Date: 2026-12-03 19:49:00.398958
 """
 from typing import Sequence, Union
 
@@ -66,6 +66,9 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key')
     )
+    with op.batch_alter_table('idempotent_request', schema=None) as batch_op:
+        batch_op.create_index('ix_idempotent_request_created', ['created_at'], unique=False)
+
     op.create_table('link',
     sa.Column('token', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('push_id', sa.Integer(), nullable=False),
@@ -211,6 +214,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_link_push_id'))
 
     op.drop_table('link')
+    with op.batch_alter_table('idempotent_request', schema=None) as batch_op:
+        batch_op.drop_index('ix_idempotent_request_created')
+
     op.drop_table('idempotent_request')
     op.drop_table('customer_location')
     op.drop_table('cart')
