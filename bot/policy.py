@@ -103,6 +103,7 @@ class Reachable:
     consented: bool  # the touchpoint's purpose is granted on this channel
     blocked: bool = False
     last_inbound_at: datetime | None = None  # WhatsApp's 24-hour window
+    stopped: bool = False  # the customer said STOP here: reported as such rather than as missing consent
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,7 @@ def plan_channels(
             if item.blocked:
                 reason = BLOCKED
             elif not item.consented:
-                reason = reason or NO_CONSENT
+                reason = reason or (STOPPED if item.stopped else NO_CONSENT)
             elif channel == "whatsapp" and not _window_open(item.last_inbound_at, now):
                 if has_template:
                     plan.routes.append(Route(channel, item.address, "template"))

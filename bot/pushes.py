@@ -91,6 +91,7 @@ def decide(
             consented=_consented(rule, facts, identity.channel, config),
             blocked=identity.blocked,
             last_inbound_at=identity.last_inbound_at,
+            stopped=_stopped(facts, identity.channel, config),
         )
         for identity in facts.identities
         if identity.channel not in tried
@@ -124,16 +125,18 @@ def decide(
 
 def _consented(rule: TouchpointRule, facts: push_store.Facts, channel: str, config: ShopConfig) -> bool:
     granted, _ = facts.consents.get((rule.purpose, channel), (False, ""))
-    if not granted:
-        return False
-    if rule.transactional:
-        # Transactional messages skip caps, never a STOP: a channel where the customer
-        # said stop (any marketing purpose withdrawn by "stop") gets nothing.
-        for purpose in config.consent_purposes:
-            state = facts.consents.get((purpose.id, channel))
-            if purpose.marketing and state is not None and not state[0] and state[1] == "stop":
-                return False
-    return True
+    # Transactional messages skip caps, never a STOP: a channel where the customer
+    # said stop gets nothing, whatever the touchpoint's purpose.
+    return granted and not (rule.transactional and _stopped(facts, channel, config))
+
+
+def _stopped(facts: push_store.Facts, channel: str, config: ShopConfig) -> bool:
+    """The customer said STOP on this channel (a marketing purpose withdrawn by "stop" or an unsubscribe)."""
+    for purpose in config.consent_purposes:
+        state = facts.consents.get((purpose.id, channel))
+        if purpose.marketing and state is not None and not state[0] and state[1] in ("stop", "unsubscribe"):
+            return True
+    return False
 
 
 class PushService:
@@ -310,6 +313,9 @@ class PushService:
         locale = facts.locale if facts.locale in self.config.locales else self.config.default_locale
         values: dict[str, Any] = {"first_name": facts.first_name or "", "shop": self.config.shop_name}
         values.update({k: v for k, v in variables.items() if not k.startswith("_")})
+        category = self.config.category(str(variables.get("category_id", "")))
+        if category is not None:
+            values["category"] = category.name.get(locale)  # in the customer's language
         if "percent" in values and isinstance(values["percent"], (int, float)):
             values["percent"] = self.i18n.format_percent(locale, values["percent"] / 100)
         links = []

@@ -116,8 +116,7 @@ class Touchpoints:
 
         audience = await self.db.write(unit)
         variables = self._product_vars(product)
-        category = self.config.category(product.category)
-        variables["category"] = category.name.en if category else product.category
+        variables["category_id"] = product.category  # named in each customer's language when rendered
         variables["available_on"] = available_on
         return await self._push("product_launched", audience, variables, f"launch:{product.id}")
 

@@ -106,3 +106,14 @@ def test_channels_already_tried_are_not_used_again():
     decision = decide(BACK, facts(), CONFIG, NOON, tried=["whatsapp"])
     assert decision.route.channel == "telegram"
     assert decide(BACK, facts(), CONFIG, NOON, tried=["whatsapp", "telegram"]).action == "skip"
+
+
+def test_a_stop_is_reported_as_stopped_not_as_missing_consent():
+    stopped = facts(
+        identities=[Identity("telegram", "5550100201", False, NOON)],
+        consents={("marketing", "telegram"): (False, "stop")},
+    )
+    decision = decide(BACK, stopped, CONFIG, NOON)
+    assert (decision.action, decision.reason) == ("skip", policy.STOPPED)
+    never_asked = facts(identities=[Identity("telegram", "5550100201", False, NOON)], consents={})
+    assert decide(BACK, never_asked, CONFIG, NOON).reason == policy.NO_CONSENT
