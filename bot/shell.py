@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 
 from bot.app import build_engine, migrate
 from bot.config import load_config
+from bot import store
 from bot.db import Database
+from bot.surveys import start_survey
 from bot.events import Inbound, Kind
 from bot.pipeline import Pipeline
 from bot.settings import Settings
@@ -56,6 +58,7 @@ async def run_shell(settings: Settings, *, user: str, name: str | None, language
     address = f"console:{user}"
     print(f"Touchpoint shell — you are '{user}' on channel 'console'. Type text, a number to pick a choice,")
     print("'lat,lon' to share a location, /start to begin, Ctrl-D to quit.")
+    print("Shell only: '!survey ORDER' starts the order survey for you, as the shop's order.delivered does.")
 
     async def say(line: str) -> None:
         event = to_event(line, address, name, language)
@@ -63,14 +66,34 @@ async def run_shell(settings: Settings, *, user: str, name: str | None, language
         await pipeline.drain_conversation("console", address)
         await pipeline.send_conversation("console", address)
 
+    async def shell_command(line: str) -> None:
+        command, _, argument = line[1:].strip().partition(" ")
+        if command != "survey" or not argument.strip():
+            print("shell> unknown; try '!survey A-1001'")
+            return
+        loaded = await db.read(lambda conn: store.load_conversation(conn, "console", address))
+        if loaded is None or not config.surveys:
+            print("shell> nobody to ask yet (say something first) or no survey configured")
+            return
+        result = await start_survey(pipeline, config, loaded.customer.id, config.surveys[0].id, argument.strip())
+        print(f"shell> survey {config.surveys[0].id} for order {argument.strip()}: {result.reason}")
+        await pipeline.drain_conversation("console", address)
+        await pipeline.send_conversation("console", address)
+
     try:
-        await say("/start")
+        known = await db.read(lambda conn: store.load_conversation(conn, "console", address))
+        if known is None:
+            await say("/start")  # a first contact: the sign-up begins
+        else:
+            print("(you have talked to the bot before: type 'menu' to see what you can do)")
         loop = asyncio.get_running_loop()
         while True:
             line = await loop.run_in_executor(None, _prompt)
             if line is None:
                 break
-            if line.strip():
+            if line.startswith("!"):
+                await shell_command(line)
+            elif line.strip():
                 await say(line)
     finally:
         await pipeline.stop()

@@ -338,7 +338,7 @@ def _parse_message(request: ViberMessageRequest, raw: dict[str, Any], base: dict
         if not ref:
             return None
         if isinstance(message, PictureMessage):
-            media = Media("picture", ref, None, as_str(raw.get("file_name")))
+            media = Media("photo", ref, None, as_str(raw.get("file_name")))  # bot.events names: "photo"
         elif isinstance(message, VideoMessage):
             media = Media("video", ref)
         else:

@@ -207,7 +207,8 @@ class WhatsAppAdapter:
             ref = as_str(item.get("id"))
             if not ref:
                 return None
-            media = Media(kind, ref, as_str(item.get("mime_type")), as_str(item.get("filename")))
+            # bot.events names a picture "photo" on every platform; WhatsApp calls it "image".
+            media = Media("photo" if kind == "image" else kind, ref, as_str(item.get("mime_type")), as_str(item.get("filename")))
             return Inbound(**base, kind=Kind.MEDIA, media=media, text=as_str(item.get("caption")) or "")
         if kind == "contacts":
             cards = _objects(message.get("contacts"))

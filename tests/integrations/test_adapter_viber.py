@@ -83,7 +83,7 @@ def test_timestamps_are_milliseconds():
 
 def test_picture_is_media_with_caption_and_file_name():
     media = _parse(fixture_json("viber", "message_picture.json")).media
-    assert (media.type, media.file_name) == ("picture", "IMG_0042.jpg")
+    assert (media.type, media.file_name) == ("photo", "IMG_0042.jpg")
     assert media.ref.endswith("/0042/img.jpg")
 
 

@@ -81,7 +81,7 @@ def test_timestamps_are_string_seconds():
 
 def test_image_is_media_with_caption():
     media = _parse(fixture_json("whatsapp", "image.json")).media
-    assert (media.type, media.ref, media.mime_type) == ("image", "1234567890123456", "image/jpeg")
+    assert (media.type, media.ref, media.mime_type) == ("photo", "1234567890123456", "image/jpeg")
 
 
 def test_other_template_quick_replies_are_buttons():

@@ -335,3 +335,106 @@ def _default_address(platform: str) -> str:
 
 def _wamid(n: int) -> str:
     return f"wamid.E2E{n:020d}AA=="
+
+
+# --- helpers for the conversation flows (tests/web/test_conversations_*.py) ------------
+
+
+def photo_body(user: PlatformUser, caption: str | None = None) -> dict[str, Any]:
+    """A photo from ``user`` in the platform's own media message shape (the shared fixture files).
+
+    Telegram sends ``photo`` sizes, Viber a ``picture`` message with a media
+    URL, WhatsApp an ``image`` with a media id; ``caption`` None sends none.
+    """
+    n = next(_serial)
+    if user.platform == "telegram":
+        body = user._telegram("photo.json")
+        message = body["message"]
+        message.update(message_id=100_000 + n, date=int(time.time()))
+        message.update(user._telegram_people())
+        if caption is None:
+            message.pop("caption", None)
+        else:
+            message["caption"] = caption
+        body["update_id"] = 920_000_000 + n
+        return body
+    if user.platform == "viber":
+        body = user._viber("message_picture.json")
+        body.update(message_token=VIBER_TOKEN_BASE + n, timestamp=int(time.time() * 1000))
+        body["sender"] = user._viber_user()
+        body["message"]["text"] = caption or ""
+        return body
+    body = user._whatsapp("image.json")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    message.update(id=_wamid(n), timestamp=str(int(time.time())))
+    if caption is None:
+        message["image"].pop("caption", None)
+    else:
+        message["image"]["caption"] = caption
+    return body
+
+
+def media_ref(platform: str, body: dict[str, Any]) -> str:
+    """The platform's reference to the media in ``body`` (what a ticket stores, never the bytes)."""
+    if platform == "telegram":
+        return str(body["message"]["photo"][-1]["file_id"])  # the largest size
+    if platform == "viber":
+        return str(body["message"]["media"])
+    return str(body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"])
+
+
+async def bot_speaks(user: PlatformUser, action: Any) -> list[Reply]:
+    """Await ``action`` (something that makes the bot write first, e.g. a survey trigger),
+    wait until the app is idle and return what ``user`` received meanwhile."""
+    before = len(user.tp.fake.sent(user.platform))
+    await action
+    await user.settle()
+    return user.collect(before)
+
+
+async def sign_up_in(
+    user: PlatformUser, locale: str, answers: dict[str, bool], *, keep_offer: bool = False
+) -> Reply:
+    """The whole sign-up in ``locale`` by button presses; returns the summary.
+
+    Telegram and Viber customers must come with ``language_code=locale`` (the
+    app greets them in it); a WhatsApp customer, greeted in English, picks the
+    language with the button. With marketing granted the summary carries the
+    welcome offer: ``keep_offer`` leaves it open, otherwise "Done" closes it.
+    """
+    from bot.appkeys import CONFIG
+    from bot.i18n import I18n
+
+    i18n = I18n.load()
+    purposes = user.tp.app[CONFIG].consent_purposes
+    await user.start()
+    if user.platform == "whatsapp" and locale != "en":
+        await user.press(i18n.text("en", "signup.change_language"))
+        await user.press(i18n.native_name(locale))
+    else:
+        assert user.platform == "whatsapp" or user.language_code == locale, "greeted in another language"
+        await user.press(i18n.text(locale, "signup.start" if user.platform == "viber" else "signup.continue"))
+    replies: list[Reply] = []
+    for purpose in purposes:
+        replies = await user.press(i18n.text(locale, "buttons.yes" if answers[purpose.id] else "buttons.no"))
+    assert len(replies) == 1 and replies[0].text.startswith(i18n.text(locale, "signup.summary")), replies
+    summary = replies[0]
+    if summary.buttons and not keep_offer:
+        await user.press(i18n.text(locale, "buttons.done"))
+    return summary
+
+
+def without_chat_pacing(touchpoint: Touchpoint) -> Touchpoint:
+    """The app without Telegram's per-chat pacing of one message a second.
+
+    Test customers answer within milliseconds; a real one takes seconds, so the
+    pacing would only make every Telegram conversation take seconds. The
+    channel-wide limits stay as configured.
+    """
+    from bot.pipeline import RateLimit
+
+    limits = dict(touchpoint.pipeline.rate_limits)
+    if "telegram" in limits:
+        limits["telegram"] = RateLimit(per_second=limits["telegram"].per_second, burst=limits["telegram"].burst)
+    touchpoint.pipeline.rate_limits = limits
+    return touchpoint
