@@ -426,22 +426,17 @@ async def test_an_expired_unknown_or_foreign_token_changes_nothing(shop: Touchpo
 
 
 @pytest.mark.parametrize("platform", ["telegram", "viber"])
-async def test_opening_the_deep_link_in_chat_leaves_the_token_for_binding(shop: Touchpoint, platform: str) -> None:
-    """The sign-up dialog stores the start parameter / Viber context; binding it finds the shop customer."""
+async def test_opening_the_deep_link_in_chat_binds_the_identity(shop: Touchpoint, platform: str) -> None:
+    """The Telegram start parameter / Viber context carries the token; the pipeline binds before the turn."""
     _, anna, _ = await call(shop, "POST", "/api/v1/customers", ANNA)
     token = await link_token_for(shop, "C-1001")
     user = PlatformUser(shop, platform)
     await user.start(payload=token)
-    (identity,) = await shop.query("SELECT deep_link FROM channel_identity WHERE channel = :c", c=platform)
-    assert identity.deep_link == token
-    bound = await shop.app[DB].write(
-        lambda conn: shop_store.bind_link_token(
-            conn, identity.deep_link, platform, user.address, utcnow()
-        )
-    )
-    assert bound == anna["id"]
     status, found, _ = await call(shop, "GET", f"/api/v1/customers/lookup?channel={platform}&address={user.address}")
     assert status == 200 and found["id"] == anna["id"]
+    # used once: binding it again changes nothing
+    again = await shop.app[DB].write(lambda conn: shop_store.bind_link_token(conn, token, platform, user.address, utcnow()))
+    assert again is None
 
 
 # --- catalog ------------------------------------------------------------------------------
