@@ -749,7 +749,9 @@ class DialogEngine:
         log.info("intent.matched name=%s confidence=%.2f", intent.name, intent.confidence)
         ctx.intent = intent
         ctx.state.misses = 0
-        if intent.name == GREETING:
+        if intent.name == GREETING and ctx.state.step is not None:
+            self._prompt(ctx)  # "hello" in the middle of a flow: the open question is the answer
+        elif intent.name == GREETING:
             self._run_command(ctx, "menu", greeting="back")
         elif intent.name == THANKS:
             ctx.say("engine.you_are_welcome")

@@ -31,6 +31,7 @@ code_t = DiscountCode.__table__
 
 BATCH = 500
 IN_FLIGHT_BATCH = 2000
+NO_FALLBACK = "no_fallback"  # a receipt timed out but no other channel is allowed: the push stays sent
 OPEN = ("queued", "deferred")
 IN_FLIGHT = ("sending", "sent")
 
@@ -144,8 +145,13 @@ def in_flight(
             (push_t.c.status == "sent")
             & push_t.c.channel.in_(list(receipt_channels))
             & (
-                outbox_t.c.delivery_status.is_not(None)
-                | (push_t.c.transactional.is_(False) & (push_t.c.sent_at < timed_out_before))
+                outbox_t.c.delivery_status.in_(("delivered", "read", "failed"))
+                | (
+                    push_t.c.transactional.is_(False)
+                    & (push_t.c.sent_at < timed_out_before)
+                    # nowhere left to fall back to: it stays sent, its receipts still count
+                    & (push_t.c.reason.is_(None) | (push_t.c.reason != NO_FALLBACK))
+                )
             )
         )
         | ((push_t.c.status == "delivered") & (outbox_t.c.delivery_status == "read"))

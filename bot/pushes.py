@@ -245,9 +245,16 @@ class PushService:
     ) -> tuple[str | None, str | None, bool]:
         detail = ", ".join(f"{c}: {r}" for c, r in decision.held_back) or None
         if decision.action == "skip":
-            # After a channel failed, "nothing left" means the push failed, not that it was never meant to go.
-            status = "failed" if row.tried and decision.reason not in CAP_REASONS else "skipped"
-            batch.record(row.id, status, reason=decision.reason, detail=detail)
+            if row.tried and row.reason == "receipt_timeout" and row.outbox_id is not None:
+                # Sent, just not confirmed, and no other channel may have it: it stays sent
+                # on its channel, where a late receipt still counts.
+                batch.record(row.id, "sent", reason=push_store.NO_FALLBACK, channel=row.channel, detail=detail)
+                return None, None, False
+            if row.tried and decision.reason not in CAP_REASONS:
+                # Every allowed channel was tried: the push failed, for the last channel's reason.
+                batch.record(row.id, "failed", reason=row.reason or decision.reason, detail=detail)
+                return None, None, False
+            batch.record(row.id, "skipped", reason=decision.reason, detail=detail)
             return None, None, False
         if decision.action == "defer":
             if row.status == "deferred" and row.reason == decision.reason:
@@ -358,7 +365,8 @@ class PushService:
                 if row.status == "sending":
                     if row.outbox_status == "sent":
                         status = row.delivery_status if row.delivery_status in ("delivered", "read") else "sent"
-                        batch.record(row.id, status, channel=row.channel)
+                        # The receipt timeout counts from when it left (seen now), not from the decision.
+                        batch.record(row.id, status, channel=row.channel, sent_at=now)
                     elif row.outbox_status in ("failed", "blocked"):
                         reason = f"{row.channel}_{row.outbox_status}"
                         batch.record(row.id, "queued", reason=reason, detail=row.last_error, due_at=now)
@@ -390,8 +398,8 @@ class PushService:
         while True:
             moved, scanned = await self.db.write(unit)
             total += moved
-            if scanned < push_store.IN_FLIGHT_BATCH:
-                break
+            if scanned < push_store.IN_FLIGHT_BATCH or moved == 0:
+                break  # a full batch that changed nothing would come back unchanged
         if total:
             self._wake.set()
         return total

@@ -15,11 +15,12 @@ from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.engine import Connection
 
 from bot.models import Consent
+from bot.store import as_utc
 from bot.models_shop import Push
 
 push_t = Push.__table__
 consent_t = Consent.__table__
-OPT_OUT_SOURCES = ("stop", "privacy", "platform", "pause", "erasure")
+OPT_OUT_SOURCES = ("stop", "privacy", "platform", "pause", "erasure", "unsubscribe")
 OPT_OUT_WINDOW = timedelta(days=7)
 
 
@@ -29,7 +30,7 @@ def stats(conn: Connection, *, touchpoint: str | None = None, campaign_id: int |
         where.append(push_t.c.touchpoint == touchpoint)
     if campaign_id is not None:
         where.append(push_t.c.campaign_id == campaign_id)
-    opted_out = exists().where(
+    opted_out_exists = exists().where(
         consent_t.c.customer_id == push_t.c.customer_id,
         consent_t.c.channel == push_t.c.channel,
         consent_t.c.granted.is_(False),
@@ -45,9 +46,30 @@ def stats(conn: Connection, *, touchpoint: str | None = None, campaign_id: int |
             func.sum(case((push_t.c.clicked_at.is_not(None), 1), else_=0)).label("clicked"),
             func.sum(case((push_t.c.converted_at.is_not(None), 1), else_=0)).label("converted"),
             func.sum(case((push_t.c.status.in_(("queued", "deferred", "sending")), 1), else_=0)).label("pending"),
-            func.sum(case((and_(push_t.c.sent_at.is_not(None), opted_out), 1), else_=0)).label("opted_out"),
         ).where(*where)
     ).one()
+    # Opted out *because of* the push: the first withdrawal on its channel within a week after it.
+    # The window is checked here, since date arithmetic in SQL differs between SQLite and PostgreSQL.
+    first_withdrawal = (
+        select(func.min(consent_t.c.created_at))
+        .where(
+            consent_t.c.customer_id == push_t.c.customer_id,
+            consent_t.c.channel == push_t.c.channel,
+            consent_t.c.granted.is_(False),
+            consent_t.c.source.in_(OPT_OUT_SOURCES),
+            consent_t.c.created_at > push_t.c.sent_at,
+        )
+        .scalar_subquery()
+    )
+    opted_out = sum(
+        1
+        for row in conn.execute(
+            select(push_t.c.sent_at, first_withdrawal.label("withdrawn_at")).where(
+                push_t.c.status.in_(("sent", "delivered", "read")), opted_out_exists, *where
+            )
+        )
+        if as_utc(row.withdrawn_at) - as_utc(row.sent_at) <= OPT_OUT_WINDOW  # type: ignore[operator]
+    )
     reasons: dict[str, dict[str, int]] = {"skipped": {}, "failed": {}, "deferred": {}}
     for row in conn.execute(
         select(push_t.c.status, push_t.c.reason, func.count().label("n"))
@@ -70,5 +92,5 @@ def stats(conn: Connection, *, touchpoint: str | None = None, campaign_id: int |
         "read": totals.read or 0,
         "clicked": totals.clicked or 0,
         "converted": totals.converted or 0,
-        "opted_out": totals.opted_out or 0,
+        "opted_out": opted_out,
     }

@@ -79,10 +79,12 @@ class Touchpoints:
             raise UnknownReference("product_id", f"unknown product_id {product_id!r} (send it with POST /api/v1/catalog/products first)")
         return found
 
-    async def _push(self, touchpoint: str, customer_ids: list[int], variables: dict[str, Any], key: Any) -> dict[str, Any]:
+    async def _push(
+        self, touchpoint: str, customer_ids: list[int], variables: dict[str, Any], key: Any, now: datetime
+    ) -> dict[str, Any]:
         if touchpoint not in self.config.touchpoints or not customer_ids:
             return {"pushes": []}
-        made = await self.pushes.submit(touchpoint, customer_ids, variables, dedup_key=key)
+        made = await self.pushes.submit(touchpoint, customer_ids, variables, dedup_key=key, now=now)
         return {
             "pushes": [
                 {"push_id": push_id, "customer_id": cid, "duplicate": not created}
@@ -104,7 +106,7 @@ class Touchpoints:
             return event_store.interested_in(conn, product.id)
 
         audience = await self.db.write(unit)
-        return await self._push("back_in_stock", audience, self._product_vars(product), f"product:{product.id}")
+        return await self._push("back_in_stock", audience, self._product_vars(product), f"product:{product.id}", now)
 
     async def _product_launched(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         product = await self._product(event["product_id"])
@@ -118,7 +120,7 @@ class Touchpoints:
         variables = self._product_vars(product)
         variables["category_id"] = product.category  # named in each customer's language when rendered
         variables["available_on"] = available_on
-        return await self._push("product_launched", audience, variables, f"launch:{product.id}")
+        return await self._push("product_launched", audience, variables, f"launch:{product.id}", now)
 
     async def _product_subscribed(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         return await self._interest(event, "subscribed", now)
@@ -175,7 +177,7 @@ class Touchpoints:
                 "expires_at": code.expires_at.isoformat(),
                 "source": code.source,
             }
-        return await self._push("cart_nearby", [customer_id], variables, f"store:{shop.id}:{now.isoformat()}")
+        return await self._push("cart_nearby", [customer_id], variables, f"store:{shop.id}:{now.isoformat()}", now)
 
     async def _store_offer(
         self, customer_id: int, now: datetime, *, location: tuple[float, float] | None = None, items: list[Any] | None = None
@@ -267,4 +269,4 @@ class Touchpoints:
         if survey is None:
             return {"pushes": []}
         variables = {"order": order_id, "survey": survey.id}
-        return await self._push("order_feedback", [customer_id], variables, f"order:{order_id}")
+        return await self._push("order_feedback", [customer_id], variables, f"order:{order_id}", now)
