@@ -74,7 +74,9 @@ def is_loyal(
     since = _as_date(attributes.get("customer_since"))
     if since is None and customer_created_at is not None:
         since = customer_created_at.date()
-    return since is not None and add_months(since, rules.loyalty_min_months) <= now.date()
+    if since is None or since > now.date():  # a date in the future is not a usable one
+        return False
+    return add_months(since, rules.loyalty_min_months) <= now.date()
 
 
 def follow_up(

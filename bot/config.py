@@ -269,6 +269,10 @@ class ShopConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ShopConfig":
+        if self.complaints.loyalty_percent > self.discounts.max_percent:
+            raise ValueError(
+                f"complaints.loyalty_percent {self.complaints.loyalty_percent} is above the {self.discounts.max_percent} % cap"
+            )
         for category in self.categories:
             if category.percent > self.discounts.max_percent:
                 raise ValueError(f"category {category.id}: {category.percent} % is above the {self.discounts.max_percent} % cap")

@@ -290,16 +290,21 @@ def _send(ctx: Context) -> Transition:
 
 def _may_offer_loyalty(ctx: Context) -> bool:
     holds_one = any(code.source == LOYALTY_SOURCE for code in ctx.customer.codes)
-    return bool(ctx.config.categories) and not holds_one
+    return bool(_loyalty_categories(ctx)) and not holds_one
 
 
 # ----------------------------------------------------------------------------- loyalty offer
 
 
-def _loyalty_prompt(ctx: Context) -> None:
+def _loyalty_categories(ctx: Context) -> list[str]:
+    """Favourites first, then the catalog; never a category the customer already holds a valid code for."""
     favourites = [c for c in ctx.customer.categories if ctx.config.category(c) is not None]
     ordered = favourites + [c.id for c in ctx.config.categories if c.id not in favourites]
-    categories = [ctx.config.category(c) for c in ordered[:MAX_LOYALTY_CATEGORIES]]
+    return [c for c in ordered if ctx.customer.code_for(c) is None]
+
+
+def _loyalty_prompt(ctx: Context) -> None:
+    categories = [ctx.config.category(c) for c in _loyalty_categories(ctx)[:MAX_LOYALTY_CATEGORIES]]
     buttons = [literal_button(choice_id("loyalty", c.id), ctx.local(c.name)) for c in categories if c]
     buttons.append(button(NO_LOYALTY, "complaint.no_thanks", means=NO))
     percent = ctx.percent(ctx.slots.get("loyalty_percent", ctx.config.complaints.loyalty_percent))

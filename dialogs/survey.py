@@ -148,6 +148,13 @@ def _prompt(ctx: Context) -> None:
     if current is None:
         return  # the survey left the config while it ran; the next message ends it
     survey, question = current
+    if _expired(ctx, survey):
+        # Asked again after an interruption, but too late: close it now rather than ask.
+        if not ctx.slots.get("closed"):
+            ctx.slots["closed"] = True
+            ctx.emit(SurveyStatus(survey=survey.id, order=ctx.slots["order"], status="expired"))
+            ctx.say("survey.expired")
+        return
     text = ctx.local(question.text)
     answers: list[Choice]
     if question.kind in SCALES:
@@ -194,6 +201,7 @@ def _on_choice(ctx: Context, choice: str) -> Transition:
             return go("question")
     if action == LEAVE:
         log.info("survey.left %s order=%s at=%s", survey.id, ctx.slots["order"], question.id)
+        ctx.emit(SurveyStatus(survey=survey.id, order=ctx.slots["order"], status="left"))
         ctx.say("survey.left")
         return end()
     if action == SKIP:
@@ -235,8 +243,9 @@ def _advance(ctx: Context, survey: Survey, question: SurveyQuestion, answer: str
 
 
 def _expire(ctx: Context, survey: Survey) -> Transition:
-    ctx.emit(SurveyStatus(survey=survey.id, order=ctx.slots["order"], status="expired"))
-    ctx.say("survey.expired")
+    if not ctx.slots.get("closed"):  # not already said when the question was due again
+        ctx.emit(SurveyStatus(survey=survey.id, order=ctx.slots["order"], status="expired"))
+        ctx.say("survey.expired")
     return end()
 
 
@@ -250,12 +259,19 @@ def _complete(ctx: Context, survey: Survey) -> Transition:
 
 
 def reward_category(ctx: Context, reward: SurveyReward) -> Category | None:
-    """The configured category, else the customer's first favourite, else the first in the catalog."""
-    for category_id in (reward.category, *ctx.customer.categories):
-        category = ctx.config.category(category_id) if category_id else None
-        if category is not None:
+    """The configured category, else the customer's first favourite, else the first in the catalog.
+
+    A favourite or catalog category the customer already holds a valid code for is
+    passed over (one valid code per category); the configured one is the shop's choice.
+    """
+    if reward.category and (configured := ctx.config.category(reward.category)) is not None:
+        return configured
+    candidates = [*ctx.customer.categories, *(c.id for c in ctx.config.categories)]
+    for category_id in candidates:
+        category = ctx.config.category(category_id)
+        if category is not None and ctx.customer.code_for(category_id) is None:
             return category
-    return ctx.config.categories[0] if ctx.config.categories else None
+    return None  # every category already has a valid code: no second one
 
 
 def _earlier_reward(ctx: Context, reference: str) -> CodeState | None:

@@ -20,6 +20,7 @@ minute per client, so an outage does not flood it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -103,4 +104,6 @@ def _top_intent(data: Any) -> Intent:
         return Intent("", 0.0)  # Rasa understood nothing (e.g. an empty text)
     if not isinstance(name, str) or not isinstance(confidence, (int, float)) or isinstance(confidence, bool):
         raise RasaError("'intent' has no name and confidence")
+    if not math.isfinite(confidence) or not 0 <= confidence <= 1:
+        raise RasaError(f"confidence {confidence!r} is not between 0 and 1")
     return Intent(name, float(confidence))

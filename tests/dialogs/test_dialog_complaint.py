@@ -525,6 +525,7 @@ def test_loyalty_rules(config):
     # the shop's date wins over the profile's age; a bad one falls back to it
     assert not is_loyal(config, {"customer_since": "2026-01-01"}, NOW - timedelta(days=900), NOW)
     assert is_loyal(config, {"customer_since": "soon"}, NOW - timedelta(days=900), NOW)
+    assert not is_loyal(config, {"customer_since": "9999-12-31"}, None, NOW)  # the future: never an error
     assert not is_loyal(config, {"customer_since": None, "order_count": None}, None, NOW)
     off = config.model_copy(
         update={"complaints": config.complaints.model_copy(update={"loyalty_min_orders": 0, "loyalty_min_months": 0})}
@@ -550,3 +551,12 @@ def test_every_complaint_button_fits_a_whatsapp_reply_button(i18n):
     for lang in ("en", "de", "es"):
         for name in labels:
             assert len(i18n.text(lang, f"complaint.{name}")) <= 20, (lang, name)
+
+
+async def test_the_loyalty_list_leaves_out_categories_with_a_valid_code(new_chat):
+    chat = await new_chat(order_count=20)
+    chat.codes.append(IssueCode("WELC-OME0-SHO", "shoes", 10, NOW + timedelta(days=30), "welcome"))
+    await to_summary(chat)
+    await chat.press("send:complaint")
+    assert chat.state.step == "loyalty"
+    assert "loyalty:shoes" not in chat.button_ids and "loyalty:clothing" in chat.button_ids

@@ -197,9 +197,8 @@ async def test_leaving_keeps_the_answers_given_so_far(make_chat, signed_up_chat,
     await chat.press("1:rating")
     await chat.press_label("Stop survey")
     assert chat.texts == [t("en", "survey.left")]
-    assert chat.effects == []
     assert answers(chat) == [("A-1001", "rating", "1")]
-    assert chat.survey_status == {}  # neither completed nor expired: the store's row stays "started"
+    assert chat.survey_status == {("order_feedback", "A-1001"): "left"}  # the answers so far stay
     assert chat.codes == []
     assert chat.state.dialog is None
 
@@ -363,6 +362,14 @@ async def test_the_reward_goes_to_the_first_favourite(make_chat, signed_up_chat,
     assert chat.texts == [completion(chat, "en", "Beauty", "5%", "Apr 1, 2026")]
 
 
+async def test_the_reward_passes_over_a_favourite_with_a_valid_code(make_chat, signed_up_chat):
+    chat = await surveyed(make_chat, signed_up_chat)
+    chat.categories = ("beauty", "books")
+    chat.codes.append(IssueCode("WELC-OME0-BEA", "beauty", 15, T0 + timedelta(days=30), "welcome"))
+    await run_through(chat, "A-1001")
+    assert [c.category for c in chat.codes] == ["beauty", "books"]  # one valid code per category
+
+
 async def test_a_configured_reward_category_wins_and_no_reward_means_thanks_only(config, i18n, t):
     survey = config.survey("order_feedback")
     with_books = survey.model_copy(update={"reward": survey.reward.model_copy(update={"category": "books", "percent": 10})})
@@ -503,3 +510,14 @@ def test_follow_up_chains_return_to_the_question_after_the_branch():
     assert next_question(survey, x, "1", "a", ["a", "x"]) is b
     assert next_question(survey, y, "again", "a", ["a", "x", "y"]) is b  # never asks "a" twice
     assert next_question(survey, b, "fine", "b", ["a", "b"]) is None
+
+
+async def test_a_survey_due_again_after_its_deadline_closes_instead_of_asking(make_chat, signed_up_chat, t):
+    chat = await surveyed(make_chat, signed_up_chat)
+    await chat.trigger("survey", survey="order_feedback", order="A-1001")
+    chat.now = T0 + timedelta(hours=80)
+    await chat.send("help")
+    assert chat.texts[-1] == t("en", "survey.expired")
+    assert chat.survey_status == {("order_feedback", "A-1001"): "expired"}
+    await chat.send("4")
+    assert t("en", "survey.expired") not in chat.text  # said once
