@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import contextlib
 import json
 import logging
@@ -122,6 +123,7 @@ class Pipeline:
     # latitude, longitude, when) -> the store offer check of bot.touchpoints (set by the app).
     on_location: Callable[[int, float, float, datetime], Awaitable[Any]] | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _bulk_gates: dict[str, asyncio.Lock] = field(default_factory=dict)  # per channel, see _respect_rate_limits
     _triggered: set[str] = field(default_factory=set)  # conversations given a trigger inside someone's unit
     _stopping: bool = False
     _ingesting: int = 0
@@ -312,10 +314,14 @@ class Pipeline:
     async def _run_turn(self, event: Inbound, inbox_id: int, sink: dict[int, list[Outbound]] | None) -> None:
         channel, address = event.channel, event.address
         loaded = await self.db.read(lambda conn: store.load_conversation(conn, channel, address))
-        if loaded is None and event.kind is Kind.TRIGGER:
-            # The customer was erased after the trigger was stored: nobody to talk to.
-            log.info("trigger.no_conversation channel=%s address=%s", channel, address)
-            await self.db.write(lambda conn: store.inbox_finish(conn, inbox_id, "ignored", "no conversation"))
+        # These belong to a conversation and never start one: without one (a trigger, or a
+        # late press, edit or block from an address whose customer was erased) nobody is
+        # there to talk to, and only a real message starts a sign-up.
+        answers_a_conversation = (Kind.TRIGGER, Kind.BUTTON, Kind.EDITED, Kind.UNSUBSCRIBED, Kind.RESUBSCRIBED, Kind.RECEIPT)
+        if loaded is None and event.kind in answers_a_conversation:
+            reason = f"no conversation for a {event.kind} event"
+            log.info("inbox.no_conversation channel=%s kind=%s", channel, event.kind)
+            await self.db.write(lambda conn: store.inbox_forget(conn, inbox_id, reason))
             return
         if loaded is None:
             loaded = await self.db.write(
@@ -439,8 +445,10 @@ class Pipeline:
         reloaded.customer = dataclasses.replace(reloaded.customer, is_new=loaded.customer.is_new)
         return reloaded
 
-    async def send_conversation(self, channel: str, address: str) -> int:
+    async def send_conversation(self, channel: str, address: str, *, bulk: bool = False) -> int:
         """Send the pending outbox rows of one conversation, strictly in order.
+
+        ``bulk``: woken through the campaign lane (OUTBOX); see ``_respect_rate_limits``.
 
         Stops at the first row that must wait (retry back-off), so later
         messages never overtake it; a timer and the sweeper wake it again.
@@ -464,7 +472,7 @@ class Pipeline:
                     self._wake_later(channel, address, (due - now).total_seconds())
                     break
                 await self._yield_to_ingestion()
-                waited = await self._respect_rate_limits(channel, address)
+                waited = await self._respect_rate_limits(channel, address, bulk=bulk)
                 # A block may have arrived while we waited or sent the previous row.
                 if (waited or index) and await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
                     await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
@@ -475,13 +483,23 @@ class Pipeline:
                 sent += 1
         return sent
 
-    async def _respect_rate_limits(self, channel: str, address: str) -> float:
+    async def _respect_rate_limits(self, channel: str, address: str, *, bulk: bool = False) -> float:
         """Wait for the channel's and the chat's buckets; returns the seconds waited.
 
         Buckets are consulted even with a limit switched off, because a
-        platform's 429 pauses them (see ``_record_send``).
+        platform's 429 pauses them (see ``_record_send``). A bucket hands out
+        future send slots in the order they are asked for, so bulk sends (a
+        campaign) ask one at a time per channel: a reply asking meanwhile gets
+        the next slot instead of one behind a whole lane of campaign messages.
         """
         limit = self.rate_limits.get(channel) or RateLimit()
+        if bulk and limit.per_second:
+            gate = self._bulk_gates.setdefault(channel, asyncio.Lock())
+            async with gate:
+                return await self._wait_for_buckets(channel, address, limit)
+        return await self._wait_for_buckets(channel, address, limit)
+
+    async def _wait_for_buckets(self, channel: str, address: str, limit: RateLimit) -> float:
         limiter = self.backend.limiter
         wait = max(
             await limiter.acquire(f"rate:{channel}", rate=limit.per_second or UNLIMITED, burst=limit.burst),
@@ -551,7 +569,12 @@ class Pipeline:
 
     async def run_consumer(self, topic: str) -> None:
         """Take wake-ups from ``topic`` and handle them concurrently, one task per conversation."""
-        handler = self.drain_conversation if topic == INBOX else self.send_conversation
+        if topic == INBOX:
+            handler: Any = self.drain_conversation
+        elif topic == OUTBOX:
+            handler = functools.partial(self.send_conversation, bulk=True)
+        else:
+            handler = self.send_conversation
         running: dict[str, asyncio.Task[Any]] = {}
         # One lane per channel: a channel that waits (rate limit, a 429 pause,
         # a slow API) fills only its own lane, never the other channels'.
