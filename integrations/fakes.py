@@ -436,6 +436,15 @@ def describe(recorded: Recorded) -> str:
     interactive = body.get("interactive") or {}
     if interactive:
         text = (interactive.get("body") or {}).get("text")
+    place = body.get("location") if isinstance(body.get("location"), dict) else None
+    if recorded.method == "sendLocation" or place:
+        place = place or body
+        lat, lon = place.get("latitude", place.get("lat")), place.get("longitude", place.get("lon"))
+        text = f"📍 {lat}, {lon} {place.get('name') or ''}".rstrip()
+    template = body.get("template") if isinstance(body.get("template"), dict) else None
+    if template:
+        params = [p.get("text", "") for c in template.get("components", []) for p in c.get("parameters", [])]
+        text = f"template {template.get('name')} {params}"
     labels = _labels(body)
     to = body.get("chat_id") or body.get("receiver") or body.get("to") or ""
     line = f"{recorded.platform:<8} {recorded.method:<19} {to!s:<26} {text or ''}"
@@ -447,17 +456,22 @@ def describe(recorded: Recorded) -> str:
 
 
 def _labels(body: dict[str, Any]) -> list[str]:
+    """Each button as "label=data", so whoever plays the customer by hand knows what a press sends."""
     markup = body.get("reply_markup")
     if isinstance(markup, dict):
         rows = markup.get("inline_keyboard") or markup.get("keyboard") or []
-        return [b.get("text", "") for row in rows for b in row]
+        return [_labelled(b.get("text", ""), b.get("callback_data")) for row in rows for b in row]
     keyboard = body.get("keyboard") or {}
     if keyboard:
-        return [b.get("Text", "") for b in keyboard.get("Buttons", [])]
+        return [_labelled(b.get("Text", ""), b.get("ActionBody")) for b in keyboard.get("Buttons", [])]
     action = (body.get("interactive") or {}).get("action") or {}
     if "buttons" in action:
-        return [b["reply"]["title"] for b in action["buttons"]]
-    return [r["title"] for s in action.get("sections", []) for r in s.get("rows", [])]
+        return [_labelled(b["reply"]["title"], b["reply"].get("id")) for b in action["buttons"]]
+    return [_labelled(r["title"], r.get("id")) for s in action.get("sections", []) for r in s.get("rows", [])]
+
+
+def _labelled(label: str, data: Any) -> str:
+    return f"{label}={data}" if data and data != label else label
 
 
 async def _serve(host: str, port: int) -> None:
@@ -482,6 +496,8 @@ def main() -> None:
         asyncio.run(_serve(args.host, args.port))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port") from None
 
 
 if __name__ == "__main__":

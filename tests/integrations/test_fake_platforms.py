@@ -80,7 +80,7 @@ async def test_cli_prints_the_urls_and_every_reply(session):
         assert result.status == "sent"
         await asyncio.to_thread(process.stdout.readline)  # "(any token works ...)"
         line = await asyncio.to_thread(process.stdout.readline)
-        assert "whatsapp" in line and "15550100201" in line and "Your order shipped" in line and "[Track]" in line
+        assert "whatsapp" in line and "15550100201" in line and "Your order shipped" in line and "[Track=track]" in line
     finally:
         process.terminate()
         process.wait(timeout=5)
