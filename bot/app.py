@@ -186,8 +186,8 @@ def create_app(
     app[ADAPTERS] = chosen
     for channel in ("telegram", "viber", "whatsapp", "sms", "email"):
         if channel not in chosen:
-            log.info("channel.disabled channel=%s route=/webhooks/%s answers 404; to enable: %s",
-                     channel, channel, HOW_TO_ENABLE[channel])
+            route = f" route=/webhooks/{channel} answers 404;" if channel != "email" else ""
+            log.info("channel.disabled channel=%s%s to enable: %s", channel, route, HOW_TO_ENABLE[channel])
     if "telegram" in chosen and not settings.telegram_webhook_secret.get_secret_value():
         log.warning("telegram.no_secret: set TELEGRAM_WEBHOOK_SECRET, otherwise anyone can post updates")
     if not settings.api_keys:

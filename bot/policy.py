@@ -166,7 +166,7 @@ def plan_channels(
                 plan.routes.append(Route(channel, item.address, "text"))
                 reason = None
                 break
-        if reason:
+        if reason and not plan.routes:  # held back before the first usable channel; later ones do not matter
             plan.skipped.append((channel, reason))
     return plan
 

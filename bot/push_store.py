@@ -123,6 +123,15 @@ def get(conn: Connection, push_id: int) -> Any | None:
     return conn.execute(select(push_t).where(push_t.c.id == push_id)).first()
 
 
+def already_pushed(conn: Connection, customer_id: int, touchpoint: str, dedup_key: str) -> bool:
+    """Whether this alert was already created for the customer (the same alert goes at most once)."""
+    return conn.execute(
+        select(push_t.c.id).where(
+            push_t.c.customer_id == customer_id, push_t.c.touchpoint == touchpoint, push_t.c.dedup_key == dedup_key
+        )
+    ).first() is not None
+
+
 def external_id(conn: Connection, customer_id: int) -> str | None:
     return conn.execute(select(customer_t.c.external_id).where(customer_t.c.id == customer_id)).scalar()
 

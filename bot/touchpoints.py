@@ -220,10 +220,18 @@ class Touchpoints:
         if kind in ("product.back_in_stock", "product.launched"):
             product = await self._product(event["product_id"])
             if kind == "product.back_in_stock":
+                touchpoint, key = "back_in_stock", f"product:{product.id}"
                 audience = await self.db.read(lambda conn: event_store.interested_in(conn, product.id))
-                return Concern("back_in_stock", None if customer_id in audience else "not_interested_in_product")
-            audience = await self.db.read(lambda conn: event_store.with_favourite(conn, product.category))
-            return Concern("product_launched", None if customer_id in audience else "category_not_a_favourite")
+                outside = None if customer_id in audience else "not_interested_in_product"
+            else:
+                touchpoint, key = "product_launched", f"launch:{product.id}"
+                audience = await self.db.read(lambda conn: event_store.with_favourite(conn, product.category))
+                outside = None if customer_id in audience else "category_not_a_favourite"
+            if outside is None and await self.db.read(
+                lambda conn: push_store.already_pushed(conn, customer_id, touchpoint, key)
+            ):
+                outside = "already_sent"  # the same alert goes at most once
+            return Concern(touchpoint, outside)
         if kind in ("cart.updated", "customer.location"):
             if "cart_nearby" not in self.config.touchpoints:
                 return Concern(None, "touchpoint_not_configured")

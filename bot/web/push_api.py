@@ -55,6 +55,12 @@ async def post_event(request: web.Request) -> web.Response:
         result = await request.app[TOUCHPOINTS].handle(event.model_dump(mode="json"))
     except UnknownReference as exc:
         raise api_error(422, str(exc), [{"field": exc.field, "message": str(exc)}]) from None
+    pushes = result.get("pushes") or []
+    if pushes:
+        # The shop knows its customers by its own ids, as in GET /pushes/{id}.
+        ours = [p["customer_id"] for p in pushes]
+        theirs = await request.app[DB].read(lambda conn: {i: push_store.external_id(conn, i) for i in ours})
+        result["pushes"] = [{**p, "customer_id": theirs.get(p["customer_id"])} for p in pushes]
     return _json({"type": event.type, **result}, status=202)
 
 

@@ -100,7 +100,7 @@ async def test_back_in_stock_reaches_the_subscriber_with_a_tracked_link_and_coun
     pushes = {p["customer_id"]: p["push_id"] for p in body["pushes"]}
     assert len(pushes) == 2
 
-    alice_push = await settled(tp, pushes[(await ids(tp))["c-alice"]], "sent")
+    alice_push = await settled(tp, pushes["c-alice"], "sent")
     assert alice_push["channel"] == "telegram"
     assert [h["status"] for h in alice_push["history"]] == ["queued", "sending", "sent"]
     [message] = sent_to(tp, "telegram", alice.address)[before:]
@@ -109,7 +109,7 @@ async def test_back_in_stock_reaches_the_subscriber_with_a_tracked_link_and_coun
     link = message.json["text"].split(f"{tp.settings.public_url}/l/")[1].split()[0]
 
     # Bob said no to marketing: he gets nothing, and the shop can read why.
-    bob_push = await settled(tp, pushes[(await ids(tp))["c-bob"]], "skipped")
+    bob_push = await settled(tp, pushes["c-bob"], "skipped")
     assert bob_push["reason"] == "no_consent"
     assert not [r for r in sent_to(tp, "viber", bob.address) if "Trail Runner" in str(r.json)]
 
@@ -129,10 +129,6 @@ async def test_back_in_stock_reaches_the_subscriber_with_a_tracked_link_and_coun
     assert all(p["duplicate"] for p in body["pushes"])
     await tp.idle()
     assert len(sent_to(tp, "telegram", alice.address)) == before + 1
-
-
-async def ids(tp: Touchpoint) -> dict[str, int]:
-    return {r.external_id: r.id for r in await tp.query("SELECT id, external_id FROM customer WHERE external_id IS NOT NULL")}
 
 
 async def test_unknown_event_types_and_references_are_rejected_with_the_field_named(tp):
@@ -268,3 +264,15 @@ async def test_opening_an_account_link_binds_the_chat_to_the_shops_customer(tp, 
     # The token works once.
     [row] = await tp.query("SELECT used_at FROM account_link")
     assert row.used_at is not None
+
+
+async def test_dry_run_says_when_the_same_alert_was_already_sent(tp):
+    await customer(tp, "telegram", "c-alice")
+    await catalog(tp)
+    await api(tp, "POST", "/api/v1/events", {"type": "product.subscribed", "customer_id": "c-alice", "product_id": "sku-42"})
+    event = {"type": "product.back_in_stock", "product_id": "sku-42"}
+    _, before = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": event})
+    assert before["would_send"] and before["touchpoint"] == "back_in_stock"
+    await api(tp, "POST", "/api/v1/events", event)
+    _, after = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": event})
+    assert not after["would_send"] and after["reason"] == "already_sent"
