@@ -877,11 +877,18 @@ class DialogEngine:
 
     # -- fixed behaviour
     def _unsubscribed(self, state: ConversationState, customer: CustomerSnapshot) -> TurnResult:
-        """Blocked bot / unsubscribed: withdraw what was granted on this channel, say nothing."""
+        """Blocked bot / unsubscribed: withdraw what was granted on this channel, say nothing.
+
+        While offers are paused (until the job ends the pause) the marketing
+        purposes that are off are withdrawn again under "platform", so the end
+        of the pause does not switch them back on for someone who blocked us.
+        """
+        paused = customer.marketing_paused_until is not None
+        paused_purposes = {p.id for p in self.config.consent_purposes if p.marketing} if paused else set()
         effects: list[Effect] = [
             ConsentChange(c.purpose, c.channel, False, "platform", c.wording_version)
             for c in customer.consents
-            if c.channel == customer.channel and c.granted
+            if c.channel == customer.channel and (c.granted or c.purpose in paused_purposes)
         ]
         effects.append(SetIdentity(blocked=True))
         # The conversation is over; a returning customer starts from a clean slate.

@@ -10,20 +10,24 @@ identity maps here.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import (
+    LargeBinary,
     and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     null,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -44,6 +48,17 @@ from bot.models import (
     SurveyResponse,
     Ticket,
     utcnow,
+)
+from bot.models_shop import (
+    AccountLink,
+    Cart,
+    CustomerLocation,
+    IdempotentRequest,
+    Link,
+    ProductInterest,
+    Push,
+    PushEvent,
+    ShopOrder,
 )
 from bot.turn import (
     CodeState,
@@ -80,6 +95,19 @@ log_t = MessageLog.__table__
 code_t = DiscountCode.__table__
 ticket_t = Ticket.__table__
 survey_t = SurveyResponse.__table__
+location_t = CustomerLocation.__table__
+cart_t = Cart.__table__
+interest_t = ProductInterest.__table__
+push_t = Push.__table__
+push_event_t = PushEvent.__table__
+link_t = Link.__table__
+order_t = ShopOrder.__table__
+account_link_t = AccountLink.__table__
+idempotent_t = IdempotentRequest.__table__
+
+# The consent log's source of the withdrawals "pause offers" writes; the job that ends
+# a pause grants again exactly the purposes whose newest row still has it.
+PAUSE_SOURCE = "pause"
 
 
 # Statements on the hot path are built once: SQLAlchemy memoises the cache key
@@ -269,6 +297,18 @@ def inbox_finish(conn: Connection, inbox_id: int, status: str, error: str | None
     if (db := sqlite_fast.driver(conn)) is not None:
         return sqlite_fast.inbox_finish(db, inbox_id, status, error, utcnow())
     conn.execute(_INBOX_FINISH, {"_id": inbox_id, "_status": status, "_error": error, "_at": utcnow()})
+
+
+def inbox_forget(conn: Connection, inbox_id: int, reason: str) -> None:
+    """Set an event aside as "ignored" without its body and address (an event for nobody we know).
+
+    Channel and event id stay, so a redelivery is still recognised as a duplicate.
+    """
+    conn.execute(
+        update(inbox_t)
+        .where(inbox_t.c.id == inbox_id)
+        .values(status="ignored", error=reason, body=b"", address="", processed_at=utcnow(), attempts=inbox_t.c.attempts + 1)
+    )
 
 
 def inbox_stale_keys(conn: Connection, older_than: datetime, limit: int = 1000) -> list[tuple[str, str]]:
@@ -642,23 +682,29 @@ def new_ticket_number() -> str:
 def hand_off(conn: Connection, customer_id: int, channel: str, address: str, effect: Handoff, now: datetime) -> str:
     """The ticket waits for a person and the conversation goes to agent mode; returns the ticket number.
 
-    Inside a turn the saved state already says "agent" and the mode update
-    matches nothing. Outside a turn it switches the mode and bumps the
-    version, so a turn running concurrently is retried and sees it.
+    A ticket that is not this customer's (unknown, mistyped, someone else's)
+    is never touched: a new "handoff" ticket waits instead, so agent mode
+    always has a ticket waiting. Inside a turn the saved state already says
+    "agent" and the mode update matches nothing. Outside a turn it switches
+    the mode and bumps the version, so a turn running concurrently is
+    retried and sees it.
     """
     now = utc(now)
     number = effect.ticket
+    if number is not None:
+        waiting = conn.execute(
+            update(ticket_t)
+            .where(ticket_t.c.number == number, ticket_t.c.customer_id == customer_id)
+            .values(status="waiting_agent", updated_at=now)
+        ).rowcount
+        if waiting != 1:
+            log.info("handoff.unknown_ticket customer=%s", customer_id)
+            number = None
     if number is None:
         number = new_ticket_number()
         open_ticket(
             conn, customer_id, channel, address, OpenTicket(number=number, kind="handoff", description=effect.reason),
             now, status="waiting_agent",
-        )
-    else:
-        conn.execute(
-            update(ticket_t)
-            .where(ticket_t.c.number == number, ticket_t.c.customer_id == customer_id)
-            .values(status="waiting_agent", updated_at=now)
         )
     conn.execute(
         update(conversation_t)
@@ -666,6 +712,12 @@ def hand_off(conn: Connection, customer_id: int, channel: str, address: str, eff
         .values(mode="agent", version=conversation_t.c.version + 1, updated_at=now)
     )
     return number
+
+
+def customer_has_ticket(conn: Connection, customer_id: int, number: str) -> bool:
+    return conn.execute(
+        select(ticket_t.c.id).where(ticket_t.c.number == number, ticket_t.c.customer_id == customer_id)
+    ).first() is not None
 
 
 def start_survey_row(
@@ -719,19 +771,31 @@ def set_survey_status(
 def erase_customer(conn: Connection, customer_id: int, now: datetime, keep_inbox_id: int | None = None) -> None:
     """Erase a customer's personal data everywhere (the "delete me" of the privacy flow).
 
-    What stays: the customer row as a bare id with ``erased_at``, the consent
-    log (the anonymised record that consent was withdrawn), and ticket rows
-    without their contents (number, kind, dates) for the shop's statistics.
+    What stays, for the shop's statistics and as proof of the withdrawals: the
+    customer row as a bare id with ``erased_at``; the consent log; ticket rows
+    without their contents (number, kind, dates); push rows without address
+    and variables (status, reason and times) and their status history without
+    details; order rows without the discount code (id, total, times).
     Identities and conversations go, so the next message from one of the
-    addresses starts as a new customer. The inbox keeps bodies of events not
-    yet handled, except ``keep_inbox_id``'s (the event being handled now,
-    which is still pending while its turn is saved).
+    addresses starts as a new customer. Inbox rows keep channel and event id
+    (a redelivered webhook is still recognised); the handled ones, and
+    ``keep_inbox_id`` (the event being handled now, still pending while its
+    turn is saved), lose body and address. Pending ones are handled later as
+    events of an unknown address.
+
+    Pending outbox messages are dropped. The reply of the erasing turn is
+    queued after this runs and keeps its address until it is sent: it is the
+    confirmation the customer asked for.
     """
     now = utc(now)
     addresses = [
         (r.channel, r.address)
         for r in conn.execute(select(identity_t.c.channel, identity_t.c.address).where(identity_t.c.customer_id == customer_id))
     ]
+    contact = conn.execute(
+        select(customer_t.c.external_id, customer_t.c.email, customer_t.c.phone).where(customer_t.c.id == customer_id)
+    ).first()
+    _forget_idempotent_answers(conn, [v for v in (contact or ()) if v])
     conn.execute(
         update(customer_t)
         .where(customer_t.c.id == customer_id)
@@ -749,6 +813,7 @@ def erase_customer(conn: Connection, customer_id: int, now: datetime, keep_inbox
         .where(ticket_t.c.customer_id == customer_id)
         .values(address="", description="", order_number=None, attachments=[], status="closed", updated_at=now)
     )
+    _erase_shop_side(conn, customer_id)
     by_address = tuple_(log_t.c.channel, log_t.c.address).in_(addresses) if addresses else None
     conn.execute(delete(log_t).where(or_(log_t.c.customer_id == customer_id, *(() if by_address is None else (by_address,)))))
     out_by_address = tuple_(outbox_t.c.channel, outbox_t.c.address).in_(addresses) if addresses else None
@@ -763,10 +828,44 @@ def erase_customer(conn: Connection, customer_id: int, now: datetime, keep_inbox
         conn.execute(
             update(inbox_t)
             .where(tuple_(inbox_t.c.channel, inbox_t.c.address).in_(addresses), handled)
-            .values(body=b"", error=None)
+            .values(body=b"", address="", error=None)
         )
     conn.execute(delete(conversation_t).where(conversation_t.c.customer_id == customer_id))
     conn.execute(delete(identity_t).where(identity_t.c.customer_id == customer_id))
+
+
+def _erase_shop_side(conn: Connection, customer_id: int) -> None:
+    """The shop side of an erasure: what the customer did in the shop, and what we sent them."""
+    for table in (location_t, cart_t, interest_t, account_link_t):
+        conn.execute(delete(table).where(table.c.customer_id == customer_id))
+    pushes = select(push_t.c.id).where(push_t.c.customer_id == customer_id).scalar_subquery()
+    conn.execute(update(push_event_t).where(push_event_t.c.push_id.in_(pushes)).values(detail=None))
+    conn.execute(delete(link_t).where(link_t.c.push_id.in_(pushes)))  # target URLs may carry codes
+    conn.execute(update(push_t).where(push_t.c.customer_id == customer_id).values(address=None, variables={}))
+    conn.execute(update(order_t).where(order_t.c.customer_id == customer_id).values(code=None))
+
+
+def _forget_idempotent_answers(conn: Connection, values: Sequence[str]) -> None:
+    """Drop stored API answers that mention one of ``values`` (a replay would hand out the profile).
+
+    A plain substring match on the JSON body, as written (UTF-8) and as
+    JSON escapes it: a short value may drop some other answers too, which
+    only means a retry of those requests runs again.
+    """
+    needles = {form for v in values for form in (v.encode(), json.dumps(v)[1:-1].encode())}
+    if not needles:
+        return
+    dialect = conn.dialect.name
+    conditions = []
+    for index, needle in enumerate(sorted(needles)):
+        if dialect == "postgresql":
+            name = f"needle_{index}"
+            conditions.append(
+                text(f"position(:{name} IN idempotent_request.body) > 0").bindparams(bindparam(name, needle, type_=LargeBinary))
+            )
+        else:
+            conditions.append(func.instr(idempotent_t.c.body, literal(needle, LargeBinary)) > 0)
+    conn.execute(delete(idempotent_t).where(or_(*conditions)))
 
 
 # --- background jobs (run by the pipeline's sweeper) --------------------------------
@@ -797,7 +896,7 @@ def resume_marketing(conn: Connection, customer_id: int, now: datetime) -> int:
     paused = [
         r
         for r in conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
-        if not r.granted and r.source == "pause"
+        if not r.granted and r.source == PAUSE_SOURCE
     ]
     rows = [
         {
@@ -844,6 +943,8 @@ def block_identity(conn: Connection, channel: str, address: str, *, source: str 
 
     Used when a send or a receipt reveals the block (Telegram 403, Viber status 6,
     WhatsApp 131026); block events handled by the dialogs record the same.
+    A purpose withdrawn by a running pause is withdrawn again under ``source``,
+    so the end of the pause leaves it off.
     """
     identity = conn.execute(_IDENTITY_BY_ADDRESS, {"channel": channel, "address": address}).first()
     set_blocked(conn, channel, address)
@@ -857,15 +958,15 @@ def block_identity(conn: Connection, channel: str, address: str, *, source: str 
     withdrawn = [
         {
             "customer_id": customer_id,
-            "purpose": c.purpose,
+            "purpose": r.purpose,
             "channel": channel,
             "granted": False,
             "source": source,
-            "wording_version": c.wording_version,
+            "wording_version": r.wording_version,
             "created_at": now,
         }
-        for c in current_consents(conn, customer_id)
-        if c.channel == channel and c.granted
+        for r in conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
+        if r.channel == channel and (r.granted or r.source == PAUSE_SOURCE)
     ]
     if withdrawn:
         conn.execute(_INSERT_CONSENT, withdrawn)

@@ -308,12 +308,24 @@ PRIVACY = Dialog(
 
 
 def _stop(ctx: Context) -> Transition:
-    """Withdraw every granted marketing purpose on this channel at once; no question asked."""
+    """Withdraw every marketing purpose on this channel at once; no question asked.
+
+    While offers are paused (until the job ends the pause, even one whose date
+    has passed) the paused purposes are off only for the time being: stop
+    withdraws those too, under its own source, so the end of the pause leaves
+    them off. The snapshot has no consent sources, so every answered purpose
+    that is off counts then.
+    """
+    paused = ctx.customer.marketing_paused_until is not None
     withdrawn = []
     for purpose in ctx.config.consent_purposes:
+        if not purpose.marketing:
+            continue
         current = ctx.consent(purpose.id)
-        if purpose.marketing and current is not None and current[0]:
-            ctx.emit(ConsentChange(purpose.id, ctx.customer.channel, False, "stop", current[1]))
+        # Every marketing purpose gets a "stop" row, answered or not: the push rules read it as
+        # "stopped on this channel", which holds back even transactional touchpoints.
+        ctx.emit(ConsentChange(purpose.id, ctx.customer.channel, False, "stop", current[1] if current else purpose.version))
+        if current is not None and (current[0] or paused):
             withdrawn.append(ctx.t("list.item", item=ctx.t(f"consent.{purpose.id}.name")))
     howto = ctx.t("stop.howto", privacy=ctx.command_word("privacy"))
     if withdrawn:

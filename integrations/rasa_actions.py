@@ -50,11 +50,14 @@ What the actions read and set (slots):
 * ``action_handoff``: the conversation switches to agent mode (Touchpoint's
   bot stays silent), the ticket in ``ticket_number`` (or a new "handoff"
   ticket) waits for a person; says when to expect an answer; sets ``handoff``.
+  A ``ticket_number`` that is not one of this customer's tickets (or not a
+  string) gets a new "handoff" ticket, and the answer names that one.
 
 Errors, as rasa-sdk's own server answers them: a slot the assistant must
 fill correctly (an unknown purpose, kind, survey ...) rejects the action,
 400 ``{"error", "action_name"}``, and nothing is stored; an unknown action is
-404; a call without a domain 449. A malformed call is 400 (``check_call``).
+404; a call without a domain 449. A malformed call is 400 (``check_call``),
+and so is a ``sender_id`` with a NUL character (PostgreSQL cannot store it).
 Texts come from ``locales/*/LC_MESSAGES/rasa.po`` in the customer's language.
 """
 
@@ -70,6 +73,7 @@ from rasa_sdk import Action, ActionExecutionRejection, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
 from rasa_sdk.interfaces import ActionMissingDomainException, ActionNotFoundException
+from sqlalchemy.engine import Connection
 
 from bot import store
 from bot.codes import code_link, plan_welcome_codes
@@ -178,6 +182,8 @@ def check_call(call: Any) -> None:
         raise BadCall("field 'tracker' (an object) is required")
     if not isinstance(tracker.get("sender_id"), str) or not tracker["sender_id"].strip():
         raise BadCall("field 'tracker.sender_id' (a string) is required")
+    if "\x00" in tracker["sender_id"]:
+        raise BadCall("field 'tracker.sender_id' must not contain NUL characters")
     for key, kind, json_name in (("slots", dict, "object"), ("latest_message", dict, "object"), ("events", list, "array")):
         if tracker.get(key) is not None and not isinstance(tracker[key], kind):
             raise BadCall(f"field 'tracker.{key}' must be a JSON {json_name}")
@@ -261,14 +267,16 @@ class TouchpointAction(Action):
     async def save(
         self,
         tracker: Tracker,
-        decide: Callable[[CustomerSnapshot, datetime], list[Effect]],
+        decide: Callable[[CustomerSnapshot, datetime, Connection], list[Effect]],
     ) -> Saved:
         """Load (or create) the customer, decide the effects from that snapshot, persist both at once.
 
         Deciding inside the unit of work means two calls at once cannot both
-        see "no code yet" and issue two. A ``Handoff`` switches the
-        conversation to agent mode in the store, bumping its version, so a
-        turn of our own bot running at that moment is retried and sees it.
+        see "no code yet" and issue two; ``decide`` gets the unit's connection
+        for what the snapshot does not hold (whose ticket a number is). A
+        ``Handoff`` switches the conversation to agent mode in the store,
+        bumping its version, so a turn of our own bot running at that moment
+        is retried and sees it.
         """
         channel, address = conversation_of(tracker, self.name())
         now = self.services.clock()
@@ -279,7 +287,7 @@ class TouchpointAction(Action):
                 loaded = store.create_identity(conn, channel, address, None, None)
                 log.info("rasa.new_customer channel=%s customer=%s", channel, loaded.customer.id)
             locale = self._locale(loaded.customer.locale or loaded.state.locale)
-            effects = decide(loaded.customer, now)
+            effects = decide(loaded.customer, now, conn)
             said = store.apply_effects(
                 conn,
                 customer_id=loaded.customer.id,
@@ -320,8 +328,14 @@ class TouchpointAction(Action):
                 dispatcher.utter_message(text=text)
 
     def slot_text(self, tracker: Tracker, slot: str) -> str:
+        """The slot as text; NUL characters are dropped (PostgreSQL cannot store them in text)."""
         value = tracker.get_slot(slot)
-        return value.strip() if isinstance(value, str) else ("" if value is None else str(value).strip())
+        text = value if isinstance(value, str) else ("" if value is None else str(value))
+        return text.replace("\x00", "").strip()
+
+    def slot_string(self, tracker: Tracker, slot: str) -> str:
+        """Like ``slot_text``, but a value that is not a string is no value (a dict names no ticket)."""
+        return self.slot_text(tracker, slot) if isinstance(tracker.get_slot(slot), str) else ""
 
 
 class RecordConsent(TouchpointAction):
@@ -337,9 +351,12 @@ class RecordConsent(TouchpointAction):
         if granted is None:
             raise self.reject("slot 'granted' must be true or false (or 'yes' / 'no')")
 
-        def decide(customer: CustomerSnapshot, now: datetime) -> list[Effect]:
+        def decide(customer: CustomerSnapshot, now: datetime, conn: Connection) -> list[Effect]:
             current = customer.consent(purpose.id)
-            if current is not None and current.granted == granted and current.wording_version == purpose.version:
+            unchanged = current is not None and current.granted == granted and current.wording_version == purpose.version
+            # A "no" during a pause of offers is the customer's own: recorded, so the pause's end leaves it off.
+            paused = not granted and purpose.marketing and customer.marketing_paused_until is not None
+            if unchanged and not paused:
                 return []  # already so: the log records changes, as the privacy dialog does
             return [ConsentChange(purpose.id, customer.channel, granted, SOURCE, purpose.version)]
 
@@ -387,7 +404,7 @@ class SaveFavourites(TouchpointAction):
             return [SlotSet("categories", None)]
         ids = tuple(c.id for c in picked)
 
-        def decide(customer: CustomerSnapshot, now: datetime) -> list[Effect]:
+        def decide(customer: CustomerSnapshot, now: datetime, conn: Connection) -> list[Effect]:
             effects: list[Effect] = [SaveCategories(ids)]
             consent = customer.consent(MARKETING)
             if consent is not None and consent.granted:
@@ -452,7 +469,7 @@ class OpenComplaint(TouchpointAction):
         chosen = find_category(self.config, self.slot_text(tracker, "loyalty_category"))
         number = new_ticket_number()
 
-        def decide(customer: CustomerSnapshot, now: datetime) -> list[Effect]:
+        def decide(customer: CustomerSnapshot, now: datetime, conn: Connection) -> list[Effect]:
             rules = follow_up(self.config, kind, customer.attributes, customer.created_at, now)
             effects: list[Effect] = [
                 OpenTicket(
@@ -511,7 +528,7 @@ class SubmitSurveyAnswer(TouchpointAction):
         answer = survey_answer(self.config, question, tracker.get_slot("answer"))
         if answer is None:
             raise self.reject(f"slot 'answer' is not a valid answer to question {question.id!r} ({question.kind})")
-        saved = await self.save(tracker, lambda customer, now: [SurveyAnswer(survey.id, order, question.id, answer)])
+        saved = await self.save(tracker, lambda customer, now, conn: [SurveyAnswer(survey.id, order, question.id, answer)])
         self.tell(dispatcher, saved)
         return []
 
@@ -521,11 +538,22 @@ class HandOff(TouchpointAction):
         return "action_handoff"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        ticket = self.slot_text(tracker, "ticket_number") or None
-        saved = await self.save(tracker, lambda customer, now: [Handoff(ticket=ticket)])
+        named = self.slot_string(tracker, "ticket_number")
+        fresh = new_ticket_number()
+
+        def decide(customer: CustomerSnapshot, now: datetime, conn: Connection) -> list[Effect]:
+            if not named:
+                return [Handoff()]
+            if store.customer_has_ticket(conn, customer.id, named):
+                return [Handoff(ticket=named)]
+            # Not this customer's ticket: a ticket of its own waits, and the customer is told its number.
+            return [OpenTicket(number=fresh, kind="handoff", description=Handoff().reason), Handoff(ticket=fresh)]
+
+        saved = await self.save(tracker, decide)
         say = self.texts(saved.locale)
         at = say.date_time(next_reply_at(self.config.support, saved.now))
-        self.tell(dispatcher, saved, say.t("rasa.handoff_ticket", number=ticket, time=at) if ticket else say.t("rasa.handoff", time=at))
+        waiting = next(e.ticket for e in saved.effects if isinstance(e, Handoff))
+        self.tell(dispatcher, saved, say.t("rasa.handoff_ticket", number=waiting, time=at) if waiting else say.t("rasa.handoff", time=at))
         return [SlotSet("handoff", True)]
 
 

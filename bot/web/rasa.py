@@ -59,6 +59,8 @@ async def rasa_webhook(request: web.Request) -> web.Response:
         call: Any = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
         return web.json_response({"error": "the body is not JSON (Rasa's action call)"}, status=400)
+    except RecursionError:  # the parser's answer to JSON nested thousands deep
+        return web.json_response({"error": "the body's JSON is nested too deeply to be an action call"}, status=400)
     from integrations.rasa_actions import run_call
 
     status, body = await run_call(executor, call)  # type: ignore[arg-type]

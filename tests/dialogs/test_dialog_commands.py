@@ -16,7 +16,8 @@ MENU_LABELS = ["My categories", "Report a problem", "Privacy & data", "Talk to a
 async def test_stop_withdraws_granted_marketing_consents_and_confirms(make_chat, signed_up_chat):
     chat = await signed_up_chat(make_chat())  # marketing and location granted
     await chat.send("STOP")
-    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop")]
+    # every marketing purpose gets a "stop" row, granted or not: the channel is stopped
+    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop"), ("personalised", False, "stop"), ("surveys", False, "stop")]
     assert chat.texts == [
         "Done. I've switched off 2 options in this chat:\n"
         "• Marketing messages\n"
@@ -31,14 +32,14 @@ async def test_stop_withdraws_granted_marketing_consents_and_confirms(make_chat,
 async def test_stop_with_nothing_granted_says_so(make_chat, signed_up_chat, t):
     chat = await signed_up_chat(make_chat(), ("no", "no", "no", "no"))
     await chat.command("stop")
-    assert chat.effects == []
+    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop"), ("personalised", False, "stop"), ("surveys", False, "stop")]  # recorded all the same
     assert chat.texts[0].startswith(t("en", "stop.nothing"))
 
 
 async def test_stop_in_german_uses_the_singular_and_german_words(make_chat, signed_up_chat):
     chat = await signed_up_chat(make_chat(language_code="de"), ("ja", "nein", "nein", "nein"))
     await chat.send("stopp")
-    assert chat.consent_changes() == [("marketing", False, "stop")]
+    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop"), ("personalised", False, "stop"), ("surveys", False, "stop")]
     assert chat.texts[0].startswith("Erledigt. Ich habe 1 Option in diesem Chat ausgeschaltet:\n• Werbenachrichten")
     assert "schreiben Sie einfach datenschutz" in chat.texts[0]
 
@@ -51,7 +52,7 @@ async def test_stop_is_always_the_stop_command_but_no_is_an_answer(make_chat, t)
     assert chat.consent_changes() == [("marketing", False, "signup")]
     await chat.send("yes")  # personalised granted
     await chat.send("stop")  # the command, even though a Yes/No question is open
-    assert chat.consent_changes() == [("personalised", False, "stop")]
+    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop"), ("personalised", False, "stop"), ("surveys", False, "stop")]
     assert chat.state.dialog is None
 
 
@@ -219,7 +220,7 @@ async def test_agent_mode_keeps_the_bot_silent(make_chat):
     # stop is still honoured (consent law does not wait for the agent), without a word
     await chat.send("stop")
     assert chat.messages == []
-    assert chat.consent_changes() == [("marketing", False, "stop")]
+    assert ("marketing", False, "stop") in chat.consent_changes()
     assert chat.state.step == "consent"
 
 
@@ -296,7 +297,8 @@ async def test_interrupted_dialogs_nest_and_unwind(make_chat, t, joined):
 async def test_whatsapp_stop_promos_quick_reply_is_the_stop_command(make_chat, signed_up_chat):
     chat = await signed_up_chat(make_chat(channel="whatsapp", address="15550100201"))
     await chat.press("STOP_PROMOS")  # a template quick-reply payload, never offered by a dialog
-    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop")]
+    # every marketing purpose gets a "stop" row, granted or not: the channel is stopped
+    assert sorted(chat.consent_changes()) == [("location", False, "stop"), ("marketing", False, "stop"), ("personalised", False, "stop"), ("surveys", False, "stop")]
 
 
 async def test_viber_keyboard_reply_arrives_as_text_with_the_button_id(make_chat):
