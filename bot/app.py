@@ -263,6 +263,7 @@ def create_app(
             enabled_channels=list(chosen),
             wake_sender=pipeline.wake_sender,
             start_survey=pipeline.survey_starter(config),
+            locks=app[BACKEND].locks,
         )
         app[PUSHES] = pushes
         app[TOUCHPOINTS] = touchpoints = Touchpoints(app[DB], config, pushes)
@@ -272,6 +273,8 @@ def create_app(
         if run_workers:
             tasks = [asyncio.create_task(pushes.run()), asyncio.create_task(campaigns.run())]
         yield
+        pushes.stop()
+        campaigns.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

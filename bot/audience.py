@@ -89,12 +89,21 @@ def _matches(row: Any, audience: Mapping[str, Any]) -> bool:
 def _holds(value: Any, op: str, expected: Any) -> bool:
     if value is None:
         return op == "ne" and expected is not None
+    if op == "in":
+        return any(_same(value, option) for option in expected) if isinstance(expected, list) else False
+    if op in ("eq", "ne"):
+        return _same(value, expected) == (op == "eq")
     try:
         if isinstance(expected, str) and _looks_like_date(expected) and isinstance(value, str):
             value, expected = date.fromisoformat(value[:10]), date.fromisoformat(expected[:10])
         return bool(OPERATORS[op](value, expected))
     except (TypeError, ValueError):
         return False  # an attribute of another type never matches
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """Equality that does not take True for 1 (Python does)."""
+    return isinstance(value, bool) == isinstance(expected, bool) and value == expected
 
 
 def _looks_like_date(text: str) -> bool:

@@ -23,6 +23,7 @@ from bot.db import Database
 from bot.models_shop import Campaign, Push
 from bot.pushes import PushService
 from bot.state.base import Locks
+from bot.store import as_utc
 
 log = logging.getLogger("touchpoint.campaigns")
 
@@ -41,6 +42,7 @@ class Campaigns:
         self.pushes = pushes
         self.locks = locks
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def create(
         self, name: str, touchpoint: str, audience: Mapping[str, Any], variables: Mapping[str, Any], send_at: datetime | None
@@ -52,7 +54,8 @@ class Campaigns:
             "audience": dict(audience),
             "variables": dict(variables),
             "status": "scheduled",
-            "scheduled_at": send_at or now,
+            # SQLite keeps wall-clock fields and drops the zone: store UTC.
+            "scheduled_at": send_at.astimezone(timezone.utc) if send_at else now,
             "cursor": 0,
             "targeted": 0,
             "created_at": now,
@@ -75,7 +78,7 @@ class Campaigns:
 
     async def run(self, interval: float = 5.0) -> None:
         """Start campaigns when their time comes, and resume those a restart interrupted."""
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.run_due()
@@ -90,6 +93,11 @@ class Campaigns:
 
     def wake(self) -> None:
         """A campaign to send now was created: start without waiting for the next round."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End ``run`` after the current round, even if a library swallowed the task's cancellation."""
+        self._stopping = True
         self._wake.set()
 
     async def run_due(self, now: datetime | None = None) -> int:
@@ -163,7 +171,7 @@ class Campaigns:
                 "name": row.name,
                 "touchpoint": row.touchpoint,
                 "status": row.status,
-                "scheduled_at": row.scheduled_at.isoformat() if row.scheduled_at else None,
+                "scheduled_at": as_utc(row.scheduled_at).isoformat() if row.scheduled_at else None,
                 "targeted": row.targeted,
                 "by_status": counts,
             }

@@ -527,7 +527,7 @@ class Pipeline:
             log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)
 
             def unit_blocked(conn: Any) -> None:
-                store.outbox_update(conn, row.id, attempts=row.attempts + 1, last_error=result.error)
+                store.outbox_update(conn, row.id, attempts=row.attempts + 1, parts_sent=result.parts_sent, last_error=result.error)
                 store.block_identity(conn, channel, address)
 
             await self.db.write(unit_blocked)

@@ -108,15 +108,20 @@ def record(
 
 
 def due(conn: Connection, now: datetime, limit: int = BATCH) -> list[Any]:
-    """Pushes to decide now, most important first."""
-    return list(
-        conn.execute(
-            select(push_t)
-            .where(push_t.c.status.in_(OPEN), push_t.c.due_at <= now)
-            .order_by(push_t.c.priority.desc(), push_t.c.id)
-            .limit(limit)
-        )
+    """Pushes to decide now, most important first.
+
+    On PostgreSQL the rows stay locked until the deciding transaction commits, and a
+    second decider skips them (SQLite has one writer at a time anyway).
+    """
+    query = (
+        select(push_t)
+        .where(push_t.c.status.in_(OPEN), push_t.c.due_at <= now)
+        .order_by(push_t.c.priority.desc(), push_t.c.id)
+        .limit(limit)
     )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query))
 
 
 def get(conn: Connection, push_id: int) -> Any | None:
@@ -159,7 +164,7 @@ def in_flight(
                     push_t.c.transactional.is_(False)
                     & (push_t.c.sent_at < timed_out_before)
                     # nowhere left to fall back to: it stays sent, its receipts still count
-                    & (push_t.c.reason.is_(None) | (push_t.c.reason != NO_FALLBACK))
+                    & (push_t.c.reason.is_(None) | push_t.c.reason.not_in((NO_FALLBACK, "partly_delivered")))
                 )
             )
         )
@@ -177,6 +182,7 @@ def in_flight(
                 outbox_t.c.status.label("outbox_status"),
                 outbox_t.c.delivery_status,
                 outbox_t.c.last_error,
+                outbox_t.c.parts_sent,
             )
             .join(outbox_t, outbox_t.c.id == push_t.c.outbox_id)
             .where(push_t.c.status.in_(("sending", "sent", "delivered")), news)
@@ -370,6 +376,10 @@ def last_push_for(conn: Connection, customer_id: int, touchpoint: str, key_prefi
 def add_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         conn.execute(link_t.insert(), list(rows))
+
+
+def link_url(conn: Connection, token: str) -> str | None:
+    return conn.execute(select(link_t.c.url).where(link_t.c.token == token)).scalar()
 
 
 def click(conn: Connection, token: str, now: datetime) -> str | None:

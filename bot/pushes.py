@@ -31,6 +31,7 @@ from bot.config import ShopConfig, TouchpointRule
 from bot.db import Database
 from bot.i18n import I18n
 from bot.messages import Outbound, Place, Template
+from bot.state.base import Locks
 from bot.turn import IssueCode
 
 log = logging.getLogger("touchpoint.pushes")
@@ -152,6 +153,7 @@ class PushService:
         enabled_channels: Sequence[str],
         wake_sender: Callable[[str, str, bool], Any],
         start_survey: Callable[..., Any] | None = None,
+        locks: Locks | None = None,
     ) -> None:
         self.db = db
         self.config = config
@@ -159,8 +161,10 @@ class PushService:
         self.public_url = public_url.rstrip("/")
         self.enabled = list(enabled_channels)
         self._wake_sender = wake_sender  # (channel, address, urgent) -> awaitable
+        self.locks = locks
         self._start_survey = start_survey
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # ------------------------------------------------------------------ creating
 
@@ -198,7 +202,17 @@ class PushService:
     # ------------------------------------------------------------------ deciding
 
     async def dispatch_due(self, now: datetime | None = None) -> int:
-        """Decide every push that is due; returns how many were decided."""
+        """Decide every push that is due; returns how many were decided.
+
+        One process at a time (a lock in the state backend): two deciding the same
+        rows would queue every message twice.
+        """
+        if self.locks is None:
+            return await self._dispatch_due(now)
+        async with self.locks.hold("pushes:dispatch", ttl=120.0):
+            return await self._dispatch_due(now)
+
+    async def _dispatch_due(self, now: datetime | None) -> int:
         total = 0
         while True:
             now_ = now or utcnow()
@@ -327,7 +341,9 @@ class PushService:
             values["percent"] = self.i18n.format_percent(locale, values["percent"] / 100)
         links = []
         for key, value in list(values.items()):
-            if isinstance(value, str) and URL_RE.match(value):
+            # Only the shop's links are tracked (a "url" variable or "*_url"): a customer's name that
+            # looks like a URL must not become a redirect on the shop's own domain.
+            if (key == "url" or key.endswith("_url")) and isinstance(value, str) and URL_RE.match(value):
                 token = secrets.token_urlsafe(12)
                 links.append({"token": token, "push_id": push_id, "url": value, "created_at": now})
                 values[key] = f"{self.public_url}/l/{token}"
@@ -352,7 +368,13 @@ class PushService:
     # ------------------------------------------------------------------ following
 
     async def reconcile(self, now: datetime | None = None) -> int:
-        """Follow pushes in the outbox: sent, delivered, read, or on to the next channel."""
+        """Follow pushes in the outbox: sent, delivered, read, or on to the next channel (one process at a time)."""
+        if self.locks is None:
+            return await self._reconcile(now)
+        async with self.locks.hold("pushes:reconcile", ttl=120.0):
+            return await self._reconcile(now)
+
+    async def _reconcile(self, now: datetime | None) -> int:
         now = now or utcnow()
         timeout = timedelta(minutes=self.config.policy.receipt_timeout_minutes)
 
@@ -367,6 +389,9 @@ class PushService:
                         status = row.delivery_status if row.delivery_status in ("delivered", "read") else "sent"
                         # The receipt timeout counts from when it left (seen now), not from the decision.
                         batch.record(row.id, status, channel=row.channel, sent_at=now)
+                    elif row.outbox_status in ("failed", "blocked") and row.parts_sent:
+                        # Part of it reached the customer: another channel would repeat it.
+                        batch.record(row.id, "sent", reason="partly_delivered", channel=row.channel, detail=row.last_error)
                     elif row.outbox_status in ("failed", "blocked"):
                         reason = f"{row.channel}_{row.outbox_status}"
                         batch.record(row.id, "queued", reason=reason, detail=row.last_error, due_at=now)
@@ -423,7 +448,7 @@ class PushService:
 
     async def run(self) -> None:
         """Decide due pushes and follow sent ones, woken by new pushes or once a second."""
-        while True:
+        while not self._stopping:
             try:
                 await self.dispatch_due()
                 await self.reconcile()
@@ -438,6 +463,12 @@ class PushService:
                 pass
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End ``run`` after the current round, even if a library swallowed the task's cancellation
+        (redis-py 8.2 can, when a cancel lands inside a command)."""
+        self._stopping = True
         self._wake.set()
 
 

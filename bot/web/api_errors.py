@@ -57,6 +57,21 @@ def is_json(content_type: str) -> bool:
     return content_type in JSON_TYPES or (content_type.startswith("application/") and content_type.endswith("+json"))
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    """NUL cannot be stored by PostgreSQL (and is never meaningful): refuse it anywhere in the body."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
 def _json_kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -86,11 +101,17 @@ async def parse_body(request: web.Request, model: Any) -> Any:
         )
     raw = await request.read()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise api_error(400, "malformed JSON: the body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise api_error(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise api_error(400, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN / Infinity, which JSON does not have
+        raise api_error(400, f"malformed JSON: {exc}") from None
+    if _has_nul(data):
+        raise api_error(400, "text may not contain NUL characters (\\u0000)")
     if not isinstance(data, dict):
         raise api_error(400, f"the body must be a JSON object, not {_json_kind(data)}")
     try:

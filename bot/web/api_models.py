@@ -16,7 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, fie
 
 from bot.config import ID_PATTERN
 
-Scalar = Union[str, int, float, bool, None]
+# Integers fit the databases' 64-bit columns; NaN and Infinity are refused when the body is read.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Scalar = Union[str, Int64, float, bool, None]
 ExternalId = Annotated[str, Field(min_length=1, max_length=128, description="the shop's own id")]
 ProductId = Annotated[str, Field(min_length=1, max_length=64)]
 Channel = Literal["whatsapp", "viber", "telegram", "sms", "email"]
@@ -73,7 +75,7 @@ class OrderPlaced(EventBase):
     customer_id: ExternalId
     order_id: Annotated[str, Field(min_length=1, max_length=64)]
     code: str | None = Field(default=None, max_length=32, description="discount code used, if any")
-    push_id: int | None = Field(default=None, ge=1, description="the push the shop attributes the order to")
+    push_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="the push the shop attributes the order to")
     total: float | None = Field(default=None, ge=0)
 
 
@@ -122,6 +124,16 @@ class AttributeCondition(Strict):
     name: str = Field(min_length=1, max_length=64)
     op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in"]
     value: Scalar | list[Scalar]
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> "AttributeCondition":
+        if self.op == "in" and not isinstance(self.value, list):
+            raise ValueError('"in" needs a list of values')
+        if self.op != "in" and isinstance(self.value, list):
+            raise ValueError(f'"{self.op}" needs a single value, not a list')
+        if self.op in ("gt", "gte", "lt", "lte") and (self.value is None or isinstance(self.value, bool)):
+            raise ValueError(f'"{self.op}" needs a number or a date')
+        return self
 
 
 class AudienceFilter(Strict):

@@ -23,10 +23,19 @@ from bot.web.api_errors import api_error, field_error, parse_body
 from bot.web.api_models import CampaignRequest, DryRunRequest, PreviewRequest, PushRequest, ShopEvent
 
 EVENT = TypeAdapter(ShopEvent)
+# User agents of the messengers' link-preview fetchers (they open links in messages by themselves).
+LINK_PREVIEW_AGENTS = ("telegrambot", "whatsapp", "facebookexternalhit", "viber", "twitterbot", "slackbot")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _row_id(text: str) -> int | None:
+    """A row id from a path or query: ASCII digits that fit a 64-bit column, else None."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
 
 
 def _check_touchpoint(request: web.Request, name: str, field: str = "touchpoint") -> None:
@@ -83,10 +92,9 @@ async def post_push(request: web.Request) -> web.Response:
 
 
 async def get_push(request: web.Request) -> web.Response:
-    try:
-        push_id = int(request.match_info["push_id"])
-    except ValueError:
-        raise api_error(404, "no such push") from None
+    push_id = _row_id(request.match_info["push_id"])
+    if push_id is None:
+        raise api_error(404, "no such push")
 
     def query(conn: Any) -> dict[str, Any] | None:
         row = push_store.get(conn, push_id)
@@ -138,10 +146,9 @@ async def preview_campaign(request: web.Request) -> web.Response:
 
 
 async def get_campaign(request: web.Request) -> web.Response:
-    try:
-        campaign_id = int(request.match_info["campaign_id"])
-    except ValueError:
-        raise api_error(404, "no such campaign") from None
+    campaign_id = _row_id(request.match_info["campaign_id"])
+    if campaign_id is None:
+        raise api_error(404, "no such campaign")
     found = await request.app[CAMPAIGNS].status(campaign_id)
     if found is None:
         raise api_error(404, "no such campaign")
@@ -156,9 +163,9 @@ async def get_stats(request: web.Request) -> web.Response:
     campaign = request.query.get("campaign_id")
     campaign_id = None
     if campaign:
-        if not campaign.isdigit():
+        campaign_id = _row_id(campaign)
+        if campaign_id is None:
             raise api_error(422, "invalid query", [{"field": "campaign_id", "message": "must be a number"}])
-        campaign_id = int(campaign)
     if touchpoint is not None:
         _check_touchpoint(request, touchpoint)
     result = await request.app[DB].read(lambda conn: stats.stats(conn, touchpoint=touchpoint, campaign_id=campaign_id))
@@ -193,7 +200,12 @@ async def follow_link(request: web.Request) -> web.StreamResponse:
     if not (0 < len(token) <= 32):
         raise web.HTTPNotFound(text="unknown link")
     now = datetime.now(timezone.utc)
-    url = await request.app[DB].write(lambda conn: push_store.click(conn, token, now))
+    agent = request.headers.get("User-Agent", "").lower()
+    if any(bot in agent for bot in LINK_PREVIEW_AGENTS):
+        # A messenger fetching a preview is not the customer clicking.
+        url = await request.app[DB].read(lambda conn: push_store.link_url(conn, token))
+    else:
+        url = await request.app[DB].write(lambda conn: push_store.click(conn, token, now))
     if url is None:
         raise web.HTTPNotFound(text="unknown link")
     raise web.HTTPFound(url)
@@ -208,4 +220,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/campaigns/{campaign_id}", get_campaign)
     app.router.add_get("/api/v1/stats", get_stats)
     app.router.add_post("/api/v1/touchpoints/dry-run", dry_run)
-    app.router.add_get("/l/{token}", follow_link)
+    app.router.add_get("/l/{token}", follow_link, allow_head=False)

@@ -1,0 +1,113 @@
+"""Pushes at their edges, with a fixed clock (see tests/test_push_service.py for the set-up):
+which links are tracked, a message cut off halfway, who counts as clicking, two deciders
+at once, and audience conditions that must not take True for 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.db import Database
+from bot.i18n import I18n
+from bot.pushes import PushService
+from bot.state.memory import MemoryBackend
+
+from tests.test_push_service import (  # noqa: F401 - fixtures
+    EXTRA,
+    NOON,
+    Env,
+    EnvFactory,
+    database,
+    make_env,
+    migrated_sqlite,
+    text_of,
+    tracked_token,
+)
+
+
+@pytest.fixture
+async def env(make_env: EnvFactory) -> Env:  # noqa: F811 - the fixture imported above
+    return await make_env(EXTRA)
+
+
+async def test_only_the_shops_links_are_tracked_not_text_that_looks_like_a_link(env: Env):
+    # A customer named like a URL must not turn into a redirect on the shop's own domain.
+    mallory = await env.customer(["telegram"], first_name="https://evil.example/login")
+    await env.submit("back_in_stock", [mallory], NOON, product="https://evil.example/x", url="https://shop.example/p/sku-42")
+    await env.step(NOON)
+    [message] = env.sent_to("telegram", mallory.address["telegram"])
+    assert "https://evil.example/login" in text_of(message) and "https://evil.example/x" in text_of(message)
+    assert "https://shop.example/p/sku-42" not in text_of(message)
+    links = await env.sql("SELECT url FROM link")
+    assert [link.url for link in links] == ["https://shop.example/p/sku-42"]
+    tracked_token(message)  # exactly one tracked link in the text
+
+
+async def test_a_message_cut_off_after_its_first_part_does_not_start_again_on_another_channel(env: Env):
+    nina = await env.customer(["telegram", "viber"], preferred="telegram")
+    long_text = " ".join(["Autumn collection"] * 400)  # about 7,000 characters: two Telegram messages
+    env.fake.fail_next("telegram", "blocked", after=1)  # she blocks the bot after the first part
+    [push_id] = await env.submit("announcement", [nina], NOON, message=long_text)
+    await env.step(NOON)
+
+    assert len(env.sent_to("telegram", nina.address["telegram"])) == 1
+    assert env.sent_to("viber", nina.address["viber"]) == []  # the whole text again would repeat the first half
+    push = await env.push(push_id)
+    assert (push.status, push.row.reason, push.row.channel) == ("sent", "partly_delivered", "telegram")
+    await env.step(NOON.replace(hour=18))  # and not later either, when receipts would have timed out
+    assert env.sent_to("viber", nina.address["viber"]) == []
+
+
+async def test_a_link_preview_fetch_or_a_head_request_is_not_a_click(env: Env):
+    olga = await env.customer(["telegram"])
+    [push_id] = await env.submit("back_in_stock", [olga], NOON, product="Trail Runner 2", url="https://shop.example/p/sku-42")
+    await env.step(NOON)
+    [message] = env.sent_to("telegram", olga.address["telegram"])
+    link = f"{env.tp.url}/l/{tracked_token(message)}"
+
+    async with env.tp.session.head(link, allow_redirects=False) as response:
+        assert response.status == 405
+    preview = {"User-Agent": "TelegramBot (like TwitterBot)"}
+    async with env.tp.session.get(link, headers=preview, allow_redirects=False) as response:
+        assert (response.status, response.headers["Location"]) == (302, "https://shop.example/p/sku-42")
+    assert (await env.push(push_id)).row.clicked_at is None
+
+    browser = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
+    async with env.tp.session.get(link, headers=browser, allow_redirects=False) as response:
+        assert response.status == 302
+    assert (await env.push(push_id)).row.clicked_at is not None
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
+async def test_two_processes_deciding_at_once_queue_each_message_once(env: Env):
+    """Two processes on one database, sharing the state backend's lock (Redis in production)."""
+    people = [await env.customer(["telegram"]) for _ in range(60)]
+    await env.submit("announcement", people, NOON, message="Winter sale")
+    shared = MemoryBackend().locks
+    env.pushes.locks = shared
+    other_db = Database(env.url)
+    await other_db.start()
+    try:
+        other = PushService(
+            other_db, env.config, I18n.load(), public_url="https://touchpoint.example",
+            enabled_channels=list(env.pipeline.adapters), wake_sender=env.pipeline.wake_sender, locks=shared,
+        )
+        await asyncio.gather(env.pushes.dispatch_due(NOON), other.dispatch_due(NOON), env.pushes.dispatch_due(NOON))
+    finally:
+        await other_db.close()
+    rows = await env.sql("SELECT address, count(*) AS n FROM outbox GROUP BY address")
+    assert len(rows) == 60 and {row.n for row in rows} == {1}
+    await env.flush()
+    for person in people:
+        assert [text_of(r) for r in env.sent_to("telegram", person.address["telegram"])] == ["Winter sale"]
+
+
+async def test_an_attribute_condition_does_not_take_true_for_one(env: Env):
+    await env.customer(["telegram"], attributes={"vip": True, "orders": 1})
+    await env.customer(["telegram"], attributes={"vip": 1, "orders": True})
+    assert await env.campaigns.preview({"attributes": [{"name": "vip", "op": "eq", "value": True}]}) == 1
+    assert await env.campaigns.preview({"attributes": [{"name": "vip", "op": "eq", "value": 1}]}) == 1
+    assert await env.campaigns.preview({"attributes": [{"name": "orders", "op": "in", "value": [1, 2]}]}) == 1
+    assert await env.campaigns.preview({"attributes": [{"name": "vip", "op": "ne", "value": True}]}) == 1

@@ -1,0 +1,84 @@
+"""The touchpoint API at its edges: bodies JSON cannot carry, ids out of range, audience
+conditions that do not fit their operator, campaign times in other zones, and who counts
+as clicking a tracked link. Each answer is a clear 4xx (or a redirect) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.conftest import Touchpoint
+from tests.web.test_shop_api import call, fields_of
+
+
+@pytest.fixture
+def backend_name() -> str:
+    return "memory"
+
+
+async def counts(tp: Touchpoint) -> tuple[int, int, int]:
+    [row] = await tp.query(
+        "SELECT (SELECT count(*) FROM push) AS pushes, (SELECT count(*) FROM campaign) AS campaigns,"
+        " (SELECT count(*) FROM customer) AS customers"
+    )
+    return row.pushes, row.campaigns, row.customers
+
+
+@pytest.mark.parametrize(
+    "raw,words",
+    [
+        ('{"name": "x", "touchpoint": "announcement", "audience": {}, "variables": {"n": NaN}}', "NaN"),
+        ('{"name": "x", "touchpoint": "announcement", "audience": {}, "variables": {"n": Infinity}}', "Infinity"),
+        ('{"name": "x", "touchpoint": "announcement", "audience": {}, "variables": {"n": -Infinity}}', "Infinity"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"name": "x\\u0000y", "touchpoint": "announcement", "audience": {}}', "NUL"),
+        ('{"name": "x", "touchpoint": "announcement", "audience": {}, "variables": {"k\\u0000": 1}}', "NUL"),
+    ],
+)
+async def test_bodies_json_cannot_carry_are_refused_with_400(touchpoint: Touchpoint, raw: str, words: str) -> None:
+    status, answer, _ = await call(touchpoint, "POST", "/api/v1/campaigns", data=raw)
+    assert status == 400, answer
+    assert words in answer["error"]
+    assert await counts(touchpoint) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/api/v1/customers", {"external_id": "c-1", "attributes": {"order_count": 2**64}}, "attributes"),
+        ("/api/v1/events", {"type": "order.placed", "customer_id": "c-1", "order_id": "o-1", "push_id": 2**63}, "push_id"),
+        ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "tier", "op": "in", "value": "gold"}]}}, "audience.attributes.0"),
+        ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "tier", "op": "eq", "value": ["gold"]}]}}, "audience.attributes.0"),
+        ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "vip", "op": "gt", "value": True}]}}, "audience.attributes.0"),
+        ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "n", "op": "lte", "value": None}]}}, "audience.attributes.0"),
+    ],
+)
+async def test_values_that_do_not_fit_are_refused_naming_the_field(touchpoint: Touchpoint, path: str, body: Any, field: str) -> None:
+    status, answer, _ = await call(touchpoint, "POST", path, body)
+    assert status == 422, answer
+    assert any(f.startswith(field) for f in fields_of(answer)), answer
+    assert await counts(touchpoint) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("push_id", ["99999999999999999999999", "\u0661\u0662", "12a", "-1"])
+async def test_a_push_or_campaign_id_out_of_range_is_a_404_not_a_server_error(touchpoint: Touchpoint, push_id: str) -> None:
+    for path in (f"/api/v1/pushes/{push_id}", f"/api/v1/campaigns/{push_id}"):
+        status, answer, _ = await call(touchpoint, "GET", path)
+        assert status == 404, (path, answer)
+    status, answer, _ = await call(touchpoint, "GET", f"/api/v1/stats?campaign_id={push_id}")
+    assert status == 422 and fields_of(answer) == ["campaign_id"]
+
+
+async def test_a_campaign_time_in_another_zone_is_kept_as_the_same_instant(touchpoint: Touchpoint) -> None:
+    send_at = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
+    local = send_at.astimezone(timezone(timedelta(hours=-5)))
+    body = {"name": "winter", "touchpoint": "announcement", "audience": {}, "variables": {"message": "hi"}, "send_at": local.isoformat()}
+    status, created, _ = await call(touchpoint, "POST", "/api/v1/campaigns", body)
+    assert status == 201, created
+    status, shown, _ = await call(touchpoint, "GET", f"/api/v1/campaigns/{created['id']}")
+    assert status == 200
+    assert datetime.fromisoformat(shown["scheduled_at"]) == send_at
+    assert shown["status"] == "scheduled"
