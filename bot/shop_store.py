@@ -200,6 +200,7 @@ def _add_identity(conn: Connection, customer_id: int, channel: str, address: str
 def record_consents(conn: Connection, customer_id: int, consents: Sequence[NewConsent], now: datetime) -> int:
     """Append the consents that differ from the current ones (a repeated upsert adds nothing); returns how many."""
     current = {(c.purpose, c.channel): c for c in store.current_consents(conn, customer_id)}
+    paused = store.paused_consents(conn, customer_id)
     rows = [
         {
             "customer_id": customer_id,
@@ -214,6 +215,7 @@ def record_consents(conn: Connection, customer_id: int, consents: Sequence[NewCo
         if (old := current.get((c.purpose, c.channel))) is None
         or old.granted != c.granted
         or old.wording_version != c.wording_version
+        or (not c.granted and (c.purpose, c.channel) in paused)  # a withdrawal outlasts the pause
     ]
     if rows:
         conn.execute(insert(consent_t), rows)

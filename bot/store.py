@@ -394,6 +394,17 @@ def current_consents(conn: Connection, customer_id: int) -> list[ConsentState]:
     return [_consent(r.purpose, r.channel, r.granted, r.created_at, r.wording_version) for r in result]
 
 
+def paused_consents(conn: Connection, customer_id: int) -> set[tuple[str, str]]:
+    """(purpose, channel) pairs that are off only because of a running pause of offers.
+
+    A withdrawal said during the pause must write its own row even though the
+    purpose is already off: the job that ends the pause grants again exactly the
+    pairs whose newest row is still the pause's.
+    """
+    result = conn.execute(_CURRENT_CONSENTS, {"customer_id": customer_id})
+    return {(r.purpose, r.channel) for r in result if not r.granted and r.source == PAUSE_SOURCE}
+
+
 def _consent(purpose: str, channel: str, granted: Any, at: datetime, version: str) -> ConsentState:
     return ConsentState(
         purpose=purpose, channel=channel, granted=bool(granted), updated_at=as_utc(at), wording_version=version  # type: ignore[arg-type]

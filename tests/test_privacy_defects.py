@@ -43,7 +43,7 @@ from bot.turn import (
     SetCustomer,
     SetIdentity,
 )
-from tests.conftest import Touchpoint, fixture_json
+from tests.conftest import API_KEY, Touchpoint, fixture_json
 from tests.dialogs.conftest import Chat
 from tests.test_domain_store import (  # noqa: F401 - fixtures
     CHANNEL,
@@ -492,3 +492,31 @@ async def test_rasa_sender_id_with_a_nul_is_a_400_and_stores_nothing(tp: Touchpo
 async def test_rasa_slot_texts_lose_their_nul_characters(tp: Touchpoint) -> None:
     await run(tp, "action_open_complaint", {"complaint_kind": "quality", "complaint_description": "Broken\u0000 zip"})
     assert [r.description for r in await tp.query("SELECT description FROM ticket")] == ["Broken zip"]
+
+
+# =============================================================================== 1b. the shop's "no" during a pause
+
+
+async def test_a_shop_api_withdrawal_during_a_pause_is_kept_when_the_pause_ends(tp: Touchpoint) -> None:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    grant = {"purpose": "marketing", "channel": "email", "granted": True}
+    body = {"external_id": "c-1", "email": "eva@example.com", "consents": [grant, {**grant, "channel": "sms"}], "phone": "+491701234567"}
+    async with tp.session.post(f"{tp.url}/api/v1/customers", json=body, headers=headers) as response:
+        assert response.status == 201, await response.text()
+    [customer] = await tp.query("SELECT id FROM customer")
+    until = datetime.now(timezone.utc) + timedelta(days=30)
+    paused = [ConsentChange("marketing", channel, False, "pause", "1") for channel in ("email", "sms")]
+    await tp.app[DB].write(
+        lambda conn: store.apply_effects(
+            conn, customer_id=customer.id, channel="email", address="eva@example.com",
+            effects=[*paused, PauseMarketing(until=until)], now=NOW,
+        )
+    )  # fmt: skip
+    body["consents"] = [{**grant, "granted": False}]  # the shop says no on e-mail; the pause has it off already
+    async with tp.session.post(f"{tp.url}/api/v1/customers", json=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
+    assert await end_the_pause(tp, customer.id) == 1  # only SMS comes back
+    assert await newest_consents(tp.app[DB], customer.id) == {
+        ("marketing", "email"): (False, shop_store.CONSENT_SOURCE),
+        ("marketing", "sms"): (True, "pause_ended"),
+    }

@@ -83,10 +83,11 @@ async def confirm(request: web.Request) -> web.Response:
         if found is None:
             return None
         current = {(c.purpose, c.channel): c for c in store.current_consents(conn, found.customer_id)}
+        paused = store.paused_consents(conn, found.customer_id)  # off for now; the unsubscribe must outlast the pause
         withdrawn = [
             ConsentChange(p.id, "email", False, "unsubscribe", current[(p.id, "email")].wording_version)
             for p in marketing
-            if (p.id, "email") in current and current[(p.id, "email")].granted
+            if (p.id, "email") in current and (current[(p.id, "email")].granted or (p.id, "email") in paused)
         ]
         store.apply_effects(conn, customer_id=found.customer_id, channel="email", address=address, effects=withdrawn, now=now)
         return found

@@ -59,3 +59,33 @@ async def test_a_forged_token_changes_nothing(tp):
     async with tp.session.post(f"{tp.url}/unsubscribe/{forged}") as response:
         assert response.status == 200 and "not valid" in await response.text()
     assert await consents(tp) == []
+
+
+async def test_an_unsubscribe_during_a_pause_of_offers_is_kept_when_the_pause_ends(tp):
+    from datetime import datetime, timedelta, timezone
+
+    from bot import store
+    from bot.appkeys import DB
+    from bot.turn import ConsentChange, PauseMarketing
+
+    body = {
+        "external_id": "c-1",
+        "email": "eva@example.com",
+        "consents": [{"purpose": "marketing", "channel": "email", "granted": True}],
+    }
+    async with tp.session.post(f"{tp.url}/api/v1/customers", json=body, headers=AUTH) as response:
+        assert response.status == 201, await response.text()
+    [customer] = await tp.query("SELECT id FROM customer")
+    now = datetime.now(timezone.utc)
+    until = now + timedelta(days=30)
+    pause = [ConsentChange("marketing", "email", False, "pause", "1"), PauseMarketing(until=until)]
+    await tp.app[DB].write(
+        lambda conn: store.apply_effects(conn, customer_id=customer.id, channel="email", address="eva@example.com", effects=pause, now=now)
+    )
+
+    url = f"{tp.url}/unsubscribe/{unsubscribe_token('eva@example.com', SECRET)}"
+    async with tp.session.post(url, data="List-Unsubscribe=One-Click") as response:
+        assert response.status == 200
+    ended = await tp.app[DB].write(lambda conn: store.resume_marketing(conn, customer.id, until + timedelta(days=1)))
+    assert ended == 0
+    assert [(c.purpose, bool(c.granted), c.source) for c in await consents(tp)][-1] == ("marketing", False, "unsubscribe")
