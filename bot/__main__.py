@@ -9,6 +9,9 @@ import socket
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
+from bot.config import ConfigError, describe_errors
 from bot.settings import Settings
 
 
@@ -130,11 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     db_upgrade.set_defaults(func=cmd_db)
 
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"touchpoint: the environment settings are not valid:\n{describe_errors(exc)}", file=sys.stderr)
+        return 2
     _setup_logging(settings.touchpoint_log_level)
     if args.command in ("shell",):
         logging.getLogger().setLevel(logging.WARNING)
-    return args.func(settings, args)
+    try:
+        return args.func(settings, args)
+    except ConfigError as exc:
+        print(f"touchpoint: the shop config cannot be used: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

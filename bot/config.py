@@ -14,7 +14,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel as _PydanticModel
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SUPPORTED_LOCALES = ("en", "de", "es")
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -295,13 +295,35 @@ class ShopConfig(BaseModel):
         return next((s for s in self.surveys if s.id == survey_id), None)
 
 
+class ConfigError(ValueError):
+    """The shop's config file cannot be used; the message names the file and each bad key."""
+
+
 def load_config(path: str | None) -> ShopConfig:
     """Read the built-in defaults, then overlay the shop's file when given."""
     data = tomllib.loads(resources.files("bot").joinpath("default_config.toml").read_text("utf-8"))
     if path:
-        override = tomllib.loads(Path(path).read_text("utf-8"))
+        try:
+            override = tomllib.loads(Path(path).read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         # Tables keyed by name merge per key, so a shop can change one touchpoint or one channel.
         merged = {key: {**data.get(key, {}), **override.pop(key, {})} for key in ("rate_limits", "touchpoints")}
         data.update(override)
         data.update(merged)
-    return ShopConfig.model_validate(data)
+    try:
+        return ShopConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'the built-in config'}:\n{describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per bad key: where it is and what is wrong, without pydantic's internals."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = "unknown key (misspelt?)" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)

@@ -517,17 +517,13 @@ class DialogEngine:
         self.matcher = matcher
         languages = self._languages()
         self._command_words = self._word_table(languages)
-        self._synonyms = {
-            locale: {
-                meaning: frozenset(
-                    normalise(w)
-                    for lang in {locale, FALLBACK_LOCALE}
-                    for w in i18n.words(lang, f"words.{meaning}")
-                )
-                for meaning in (YES, NO)
-            }
-            for locale in set(languages) | set(i18n.locales)
-        }
+        # A "ja" in an English chat is as clear as a "yes": every language's yes/no words
+        # count everywhere, except a word that is yes in one language and no in another.
+        every = set(languages) | set(i18n.locales) | {FALLBACK_LOCALE}
+        words = {meaning: {normalise(w) for lang in every for w in i18n.words(lang, f"words.{meaning}")} for meaning in (YES, NO)}
+        both = words[YES] & words[NO]
+        shared: dict[str, frozenset[str]] = {meaning: frozenset(found - both) for meaning, found in words.items()}
+        self._synonyms = shared
 
     def _languages(self) -> list[str]:
         ordered = [FALLBACK_LOCALE, *self.config.locales]
@@ -569,7 +565,7 @@ class DialogEngine:
             return True
         if step.on_input is not None:
             return False
-        synonyms = self._synonyms.get(self.resolve_locale(turn), {})
+        synonyms = self._synonyms
         return resolve_choice(event, state.offered, synonyms) is None
 
     def run(self, turn: TurnInput, parsed: Intent | None = None) -> TurnResult:
@@ -688,7 +684,7 @@ class DialogEngine:
         step = self._current_step(state)
         choice = None
         if step is not None and event.kind in CHOICE_KINDS:
-            choice = resolve_choice(event, state.offered, self._synonyms.get(ctx.locale, {}))
+            choice = resolve_choice(event, state.offered, self._synonyms)
         # Typed "stop" is always the stop command, whatever the step asked; only a press
         # of a button the step itself offered (an unambiguous id) goes to the step.
         if command == "stop" and not (event.kind is Kind.BUTTON and choice is not None):
@@ -736,7 +732,7 @@ class DialogEngine:
             return
         if event.kind in UNUSABLE_KINDS:
             # Not a misunderstanding of words, so it does not count towards the help hint.
-            ctx.say(_unusable_msgid(event))
+            ctx.say(_unusable_msgid(event, typing=not state.offered))
             self._prompt(ctx)
             return
         self._miss(ctx)
@@ -944,7 +940,10 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def _unusable_msgid(event: Inbound) -> str:
+def _unusable_msgid(event: Inbound, *, typing: bool) -> str:
+    """What to say to a photo, location ... that the step cannot use (``typing``: it asks for text)."""
+    if typing:
+        return "fallback.type_answer"  # not "pick one of the options": there are none
     if event.kind is Kind.LOCATION:
         return "fallback.location"
     if event.kind is Kind.CONTACT:

@@ -62,6 +62,7 @@ LEAVE = "leave"
 SKIP = "skip"
 SCALES = {"rating5": range(1, 6), "rating10": range(0, 11)}
 MAX_TEXT_ANSWER = 1000  # characters kept of a free-text answer
+TYPED_NUMBER = re.compile(r"[+-]?[0-9]{1,6}")
 COMPARE = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt}
 CONDITION_RE = re.compile(r"^(<=|>=|==|<|>)\s*(\S+)$")
 
@@ -187,6 +188,8 @@ def _on_choice(ctx: Context, choice: str) -> Transition:
     if _expired(ctx, survey):
         return _expire(ctx, survey)
     action, _ = split_choice_id(choice)
+    if question.kind in SCALES and (typed := _typed_number(ctx)) is not None:
+        return _rate(ctx, survey, question, typed)  # "-1" is not "1", "7" is seven
     if _picked_by_position(ctx, choice):
         # Typed numbers answer a rating by their value and never leave the survey;
         # at a text question the number is the customer's answer.
@@ -217,9 +220,28 @@ def _on_input(ctx: Context) -> Transition | None:
     survey, question = current
     if _expired(ctx, survey):
         return _expire(ctx, survey)
+    if question.kind in SCALES and (typed := _typed_number(ctx)) is not None:
+        return _rate(ctx, survey, question, typed)  # "0" or "11" typed where no button has that label
     if question.kind != "text" or ctx.event.kind is not Kind.TEXT or not ctx.event.text.strip():
         return None  # not an answer: the engine says so and asks again
     return _answer(ctx, survey, question, ctx.event.text.strip()[:MAX_TEXT_ANSWER])
+
+
+def _typed_number(ctx: Context) -> int | None:
+    """A whole number typed as the whole message ("7", "-1", "+3"), else None."""
+    if ctx.event.kind is not Kind.TEXT:
+        return None
+    text = ctx.event.text.strip()
+    return int(text) if TYPED_NUMBER.fullmatch(text) else None
+
+
+def _rate(ctx: Context, survey: Survey, question: SurveyQuestion, value: int) -> Transition:
+    """A typed rating counts by its value; one outside the scale gets the range, not a guess."""
+    scale = SCALES[question.kind]
+    if value in scale:
+        return _answer(ctx, survey, question, str(value))
+    ctx.say("survey.rating_range", low=scale[0], high=scale[-1])
+    return go("question")
 
 
 def _answer(ctx: Context, survey: Survey, question: SurveyQuestion, answer: str) -> Transition:

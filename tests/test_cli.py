@@ -91,3 +91,24 @@ def test_shell_runs_the_signup_in_the_terminal(tmp_path: Path) -> None:
         "SELECT purpose, granted, source FROM consent ORDER BY id"
     ))
     assert rows == [("marketing", 1, "signup"), ("personalised", 0, "signup"), ("location", 1, "signup"), ("surveys", 0, "signup")]
+
+
+def test_a_bad_config_or_setting_stops_the_start_with_a_message_naming_it(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[discounts]\nmax_favorites = 2\nmax_percent = 90\n", encoding="utf-8")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("shop_name = \n", encoding="utf-8")
+    db = {"TOUCHPOINT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}
+    cases = [
+        ({"TOUCHPOINT_CONFIG": str(typo)}, ["discounts.max_favorites: unknown key (misspelt?)", "discounts.max_percent:"]),
+        ({"TOUCHPOINT_CONFIG": str(broken)}, ["is not valid TOML", "line 1"]),
+        ({"TOUCHPOINT_CONFIG": str(tmp_path / "missing.toml")}, ["cannot read the config file", "missing.toml"]),
+        ({"TOUCHPOINT_PORT": "eighty"}, ["touchpoint_port:"]),
+    ]
+    for env, words in cases:
+        for command in (["serve"], ["shell"]):
+            result = run(command, {**db, **env}, tmp_path)
+            assert result.returncode == 2, (env, command, result.stderr)
+            assert "Traceback" not in result.stderr
+            for word in words:
+                assert word in result.stderr, (env, command, result.stderr)

@@ -309,3 +309,15 @@ async def test_viber_keyboard_reply_arrives_as_text_with_the_button_id(make_chat
     assert chat.granted("marketing") is False
     await chat.send("no:marketing")  # an older message's button, echoed as text: not an answer
     assert chat.granted("personalised") is None and chat.state.misses == 1
+
+
+async def test_yes_and_no_words_of_every_language_answer_in_any_chat(make_chat):
+    chat = make_chat()  # an English chat
+    await chat.command("start")
+    await chat.press("continue")
+    await chat.send("nein")
+    assert chat.consent_changes() == [("marketing", False, "signup")]
+    await chat.send("ja")
+    assert chat.consent_changes() == [("personalised", True, "signup")]
+    await chat.send("sí")
+    assert chat.consent_changes() == [("location", True, "signup")]

@@ -98,6 +98,9 @@ async def test_whole_complaint_by_buttons(new_chat, t, i18n, joined, lang):
 
     await chat.send("A-10023")
     assert chat.texts == [t(lang, "complaint.description_question")]
+    await chat.event(Kind.LOCATION, location=(52.52, 13.40))  # the question asks for typing, not for options
+    assert chat.texts == [joined(t(lang, "fallback.type_answer"), t(lang, "complaint.description_question"))]
+    assert chat.effects == []
 
     await chat.send("The parcel never arrived.")
     assert chat.texts == [t(lang, "complaint.attachment_question", skip=t(lang, "complaint.no_attachment"))]

@@ -173,10 +173,11 @@ async def test_typing_skip_is_the_skip_button(make_chat, signed_up_chat):
 async def test_typed_numbers_outside_the_scale_never_answer_or_leave(make_chat, signed_up_chat, t, q, joined):
     chat = await surveyed(make_chat, signed_up_chat)
     await chat.trigger("survey", survey="order_feedback", order="A-1001")
-    await chat.send("6")  # would be the sixth button, "Stop survey", by position
-    assert chat.texts == [joined(t("en", "survey.rating_range", low=1, high=5), q("rating"))]
-    assert chat.effects == []
-    assert chat.state.dialog == "survey"
+    for typed in ("6", "0", "7", "-1", "-5", "+9"):  # "6" would be the sixth button, "Stop survey"; "-1" reads like "1"
+        await chat.send(typed)
+        assert chat.texts == [joined(t("en", "survey.rating_range", low=1, high=5), q("rating"))], typed
+        assert chat.effects == []
+        assert chat.state.dialog == "survey"
 
     await chat.press("1:rating")
     await chat.send("5")  # the fifth button of the choice is "Stop survey"
@@ -186,6 +187,13 @@ async def test_typed_numbers_outside_the_scale_never_answer_or_leave(make_chat, 
 
     await chat.send("great")  # not an option at all: the engine's retry
     assert chat.texts == [joined(t("en", "fallback.retry"), q("what_wrong"))]
+
+
+async def test_a_typed_rating_counts_by_its_value(make_chat, signed_up_chat):
+    chat = await surveyed(make_chat, signed_up_chat)
+    await chat.trigger("survey", survey="order_feedback", order="A-1001")
+    await chat.send(" +4 ")
+    assert [(e.question, e.answer) for e in chat.effects if isinstance(e, SurveyAnswer)] == [("rating", "4")]
 
 
 # ----------------------------------------------------------------------------- leaving, interruptions
