@@ -44,6 +44,9 @@ def create_pushes(conn: Connection, rows: Sequence[dict[str, Any]], now: datetim
 
     Returns (push id, created) per row in order; an existing (customer,
     touchpoint, dedup_key) is not created again: the same alert at most once.
+    An earlier copy that was *skipped* (no consent, cap, ...) never reached the
+    customer, so it is queued again and counts as created; a campaign's
+    recipients are decided once.
     """
     if not rows:
         return []
@@ -78,7 +81,42 @@ def create_pushes(conn: Connection, rows: Sequence[dict[str, Any]], now: datetim
     created = [{"push_id": pid, "status": "queued", "at": now} for pid, new in out if new]
     if created:
         conn.execute(event_t.insert(), created)
-    return out
+    return _requeue_skipped(conn, out, values, now)
+
+
+def _requeue_skipped(
+    conn: Connection, out: list[tuple[int, bool]], values: list[dict[str, Any]], now: datetime
+) -> list[tuple[int, bool]]:
+    """Queue again the existing pushes among ``out`` that were skipped (and are not a campaign's)."""
+    existing = {pid for pid, new in out if not new}
+    if not existing:
+        return out
+    skipped: set[int] = set()
+    for chunk in _chunks(sorted(existing), BATCH):
+        skipped.update(
+            conn.execute(
+                select(push_t.c.id).where(
+                    push_t.c.id.in_(chunk), push_t.c.status == "skipped", push_t.c.campaign_id.is_(None)
+                )
+            ).scalars()
+        )
+    if not skipped:
+        return out
+    variables = {pid: v["variables"] for (pid, _), v in zip(out, values) if pid in skipped}
+    for pid, fresh in variables.items():
+        conn.execute(
+            update(push_t)
+            .where(push_t.c.id == pid)
+            .values(
+                status="queued", reason=None, channel=None, address=None, tried=[], outbox_id=None, sent_at=None,
+                due_at=now, variables=fresh,
+            )
+        )
+    conn.execute(
+        event_t.insert(),
+        [{"push_id": pid, "status": "queued", "detail": "triggered again after a skip", "at": now} for pid in variables],
+    )
+    return [(pid, new or pid in skipped) for pid, new in out]
 
 
 def record(
@@ -129,10 +167,13 @@ def get(conn: Connection, push_id: int) -> Any | None:
 
 
 def already_pushed(conn: Connection, customer_id: int, touchpoint: str, dedup_key: str) -> bool:
-    """Whether this alert was already created for the customer (the same alert goes at most once)."""
+    """Whether this alert was already created for the customer and not skipped (the same alert goes at most once)."""
     return conn.execute(
         select(push_t.c.id).where(
-            push_t.c.customer_id == customer_id, push_t.c.touchpoint == touchpoint, push_t.c.dedup_key == dedup_key
+            push_t.c.customer_id == customer_id,
+            push_t.c.touchpoint == touchpoint,
+            push_t.c.dedup_key == dedup_key,
+            push_t.c.status != "skipped",
         )
     ).first() is not None
 

@@ -111,3 +111,31 @@ async def test_an_attribute_condition_does_not_take_true_for_one(env: Env):
     assert await env.campaigns.preview({"attributes": [{"name": "vip", "op": "eq", "value": 1}]}) == 1
     assert await env.campaigns.preview({"attributes": [{"name": "orders", "op": "in", "value": [1, 2]}]}) == 1
     assert await env.campaigns.preview({"attributes": [{"name": "vip", "op": "ne", "value": True}]}) == 1
+
+
+async def test_an_alert_that_was_skipped_goes_out_when_it_comes_again_and_one_that_went_out_does_not(env: Env):
+    # She had not agreed to offers when the product first came back; later she did.
+    petra = await env.customer(["telegram"], consents={})
+    alert = {"product": "Trail Runner 2", "url": "https://shop.example/p/sku-42"}
+    [(first, created)] = await env.pushes.submit("back_in_stock", [petra.id], alert, dedup_key="product:sku-42", now=NOON)
+    await env.step(NOON)
+    assert created and ((await env.push(first)).status, (await env.push(first)).row.reason) == ("skipped", "no_consent")
+
+    await env.execute(
+        "INSERT INTO consent (customer_id, purpose, channel, granted, source, wording_version, created_at)"
+        " VALUES (:c, 'marketing', 'telegram', 1, 'chat', '1', :at)",
+        c=petra.id, at=NOON,
+    )
+    later = NOON.replace(hour=14)
+    [(again, created)] = await env.pushes.submit("back_in_stock", [petra.id], alert, dedup_key="product:sku-42", now=later)
+    assert (again, created) == (first, True)  # the same push, queued again: its history tells both stories
+    await env.step(later)
+    assert len(env.sent_to("telegram", petra.address["telegram"])) == 1
+    push = await env.push(first)
+    assert push.status == "sent"
+    assert [h[:2] for h in push.history][:3] == [("queued", None), ("skipped", "no_consent"), ("queued", None)]
+
+    [(third, created)] = await env.pushes.submit("back_in_stock", [petra.id], alert, dedup_key="product:sku-42", now=later)
+    assert (third, created) == (first, False)  # it reached her: never twice
+    await env.step(later)
+    assert len(env.sent_to("telegram", petra.address["telegram"])) == 1

@@ -22,6 +22,12 @@ Scalar = Union[str, Int64, float, bool, None]
 ExternalId = Annotated[str, Field(min_length=1, max_length=128, description="the shop's own id")]
 ProductId = Annotated[str, Field(min_length=1, max_length=64)]
 Channel = Literal["whatsapp", "viber", "telegram", "sms", "email"]
+MESSENGERS = ("whatsapp", "viber", "telegram")
+# Numbers and booleans are taken as JSON numbers and booleans only: "52.5" or true for a latitude, or
+# "yes" for in_stock, is a mistake in the shop's code that should surface as a 422, not be guessed at.
+Number = Annotated[float, Field(strict=True)]
+Whole = Annotated[int, Field(strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class Strict(BaseModel):
@@ -61,7 +67,7 @@ class ProductViewed(EventBase):
 
 class CartItem(Strict):
     product_id: ProductId
-    quantity: int = Field(default=1, ge=1, le=10_000)
+    quantity: Whole = Field(default=1, ge=1, le=10_000)
 
 
 class CartUpdated(EventBase):
@@ -75,8 +81,8 @@ class OrderPlaced(EventBase):
     customer_id: ExternalId
     order_id: Annotated[str, Field(min_length=1, max_length=64)]
     code: str | None = Field(default=None, max_length=32, description="discount code used, if any")
-    push_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="the push the shop attributes the order to")
-    total: float | None = Field(default=None, ge=0)
+    push_id: Whole | None = Field(default=None, ge=1, le=2**63 - 1, description="the push the shop attributes the order to")
+    total: Number | None = Field(default=None, ge=0)
 
 
 class OrderDelivered(EventBase):
@@ -88,8 +94,8 @@ class OrderDelivered(EventBase):
 class CustomerLocationEvent(EventBase):
     type: Literal["customer.location"]
     customer_id: ExternalId
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
+    latitude: Number = Field(ge=-90, le=90)
+    longitude: Number = Field(ge=-180, le=180)
 
 
 ShopEvent = Annotated[
@@ -142,7 +148,7 @@ class AudienceFilter(Strict):
     consent_purpose: str | None = None
     channel: Channel | None = None
     locale: Literal["en", "de", "es"] | None = None
-    active_within_days: int | None = Field(default=None, ge=1, le=3650)
+    active_within_days: Whole | None = Field(default=None, ge=1, le=3650)
     attributes: list[AttributeCondition] = Field(default_factory=list, max_length=20)
 
 
@@ -151,6 +157,11 @@ class PushRequest(Strict):
     customer_ids: list[ExternalId] | None = Field(default=None, min_length=1, max_length=1000)
     audience: AudienceFilter | None = None
     variables: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("customer_ids")
+    @classmethod
+    def _each_once(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else list(dict.fromkeys(value))  # a customer named twice gets one push
 
     @model_validator(mode="after")
     def _one_target(self) -> "PushRequest":
@@ -284,7 +295,15 @@ class ConsentIn(Strict):
 
     purpose: str = Field(min_length=1, max_length=32, description="one of the configured consent purposes")
     channel: Channel
-    granted: bool
+    granted: Flag = Field(description="true only for email or sms: a messenger's consent is asked in its chat")
+
+    @model_validator(mode="after")
+    def _messenger_consent_is_the_chats(self) -> "ConsentIn":
+        # The customer answers for Telegram, Viber and WhatsApp in the chat itself; a shop's
+        # checkbox must not overrule a "no" given there. Withdrawing is always allowed.
+        if self.granted and self.channel in MESSENGERS:
+            raise ValueError(f"consent on {self.channel} is given by the customer in the chat; the shop API can only withdraw it")
+        return self
 
 
 class CustomerUpsert(Strict):
@@ -348,7 +367,7 @@ class CustomerUpsert(Strict):
 class ConsentOut(BaseModel):
     purpose: str
     channel: str
-    granted: bool
+    granted: Flag
     updated_at: datetime
     wording_version: str
 
@@ -414,7 +433,7 @@ class CategoryIn(Strict):
     id: str = Field(pattern=ID_PATTERN, description="lower-case letters, digits and _, at most 32")
     name: CategoryName
     url: str = Field(default="", max_length=2000)
-    percent: int = Field(ge=1, le=40, description="the welcome discount for picking it as a favourite")
+    percent: Whole = Field(ge=1, le=40, description="the welcome discount for picking it as a favourite")
 
 
 class ProductIn(Strict):
@@ -422,9 +441,9 @@ class ProductIn(Strict):
     name: str = Field(min_length=1, max_length=300)
     category: str = Field(min_length=1, max_length=32)
     url: str = Field(default="", max_length=2000)
-    price: float | None = Field(default=None, ge=0)
+    price: Number | None = Field(default=None, ge=0)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217")
-    in_stock: bool = True
+    in_stock: Flag = True
     available_on: date | None = Field(default=None, description="pre-order: the day it ships")
 
 
@@ -432,9 +451,9 @@ class StoreIn(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(default="", max_length=500)
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    radius_m: float = Field(gt=0, le=50_000, description="the cart offer is sent within this distance")
+    latitude: Number = Field(ge=-90, le=90)
+    longitude: Number = Field(ge=-180, le=180)
+    radius_m: Number = Field(gt=0, le=50_000, description="the cart offer is sent within this distance")
 
 
 def _unique_ids(items: list[Any]) -> list[Any]:

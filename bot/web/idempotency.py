@@ -61,7 +61,7 @@ class _Cleanup:
     """Expired answers are deleted at most every ``CLEANUP_EVERY`` seconds, along with a store."""
 
     def __init__(self) -> None:
-        self.last = 0.0
+        self.last = float("-inf")  # due at once: monotonic time may start near zero after a boot
 
     def due(self) -> bool:
         now = time.monotonic()

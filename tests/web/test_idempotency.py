@@ -215,7 +215,7 @@ async def test_an_answer_older_than_a_day_is_forgotten_and_cleaned_up(
         conn.execute(text("UPDATE idempotent_request SET created_at = :at"), {"at": day_ago})
 
     await api.tp.app[DB].write(age)
-    monkeypatch.setattr(idempotency._cleanup, "last", 0.0)  # a cleanup is due with the next stored answer
+    monkeypatch.setattr(idempotency._cleanup, "last", float("-inf"))  # a cleanup is due with the next stored answer
     status, answer, headers = await api.post("/api/v1/test/counted", {"text": "x"}, key="old-1")
     assert status == 201 and answer["call"] == 3 and REPLAYED not in headers
     scope = idempotency.scope_of(API_KEY)

@@ -54,6 +54,12 @@ async def test_bodies_json_cannot_carry_are_refused_with_400(touchpoint: Touchpo
         ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "tier", "op": "eq", "value": ["gold"]}]}}, "audience.attributes.0"),
         ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "vip", "op": "gt", "value": True}]}}, "audience.attributes.0"),
         ("/api/v1/campaigns/preview", {"audience": {"attributes": [{"name": "n", "op": "lte", "value": None}]}}, "audience.attributes.0"),
+        # JSON types as written: a string or a boolean where a number belongs is the shop's bug, not a guess.
+        ("/api/v1/events", {"type": "customer.location", "customer_id": "c-1", "latitude": True, "longitude": 13.4}, "latitude"),
+        ("/api/v1/events", {"type": "customer.location", "customer_id": "c-1", "latitude": "52.5", "longitude": 13.4}, "latitude"),
+        ("/api/v1/events", {"type": "cart.updated", "customer_id": "c-1", "items": [{"product_id": "p", "quantity": "2"}]}, "items.0.quantity"),
+        ("/api/v1/events", {"type": "order.placed", "customer_id": "c-1", "order_id": "o-1", "total": "19.99"}, "total"),
+        ("/api/v1/campaigns/preview", {"audience": {"active_within_days": "30"}}, "audience.active_within_days"),
     ],
 )
 async def test_values_that_do_not_fit_are_refused_naming_the_field(touchpoint: Touchpoint, path: str, body: Any, field: str) -> None:
@@ -82,3 +88,12 @@ async def test_a_campaign_time_in_another_zone_is_kept_as_the_same_instant(touch
     assert status == 200
     assert datetime.fromisoformat(shown["scheduled_at"]) == send_at
     assert shown["status"] == "scheduled"
+
+
+async def test_a_customer_named_twice_in_one_push_gets_one_push(touchpoint: Touchpoint) -> None:
+    await call(touchpoint, "POST", "/api/v1/customers", {"external_id": "c-1", "email": "eva@example.com"})
+    body = {"touchpoint": "announcement", "customer_ids": ["c-1", "c-1"], "variables": {"message": "Hello"}}
+    status, answer, _ = await call(touchpoint, "POST", "/api/v1/pushes", body)
+    assert status in (200, 201, 202), answer
+    assert len(answer["push_ids"]) == 1 and answer["targeted"] == 1, answer
+    assert (await counts(touchpoint))[0] == 1

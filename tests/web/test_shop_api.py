@@ -174,6 +174,11 @@ async def test_an_email_of_another_customer_is_a_conflict_that_changes_nothing(s
         ({"consents": [{"purpose": "marketing", "channel": "sms"}]}, "consents.0.granted"),
         ({"consents": [{"purpose": "newsletter", "channel": "email", "granted": True}]}, "consents.0.purpose"),
         ({"consents": [{"purpose": "marketing", "channel": "sms", "granted": True}] * 2}, "consents"),
+        # A messenger's consent is the customer's answer in that chat, never the shop's checkbox.
+        ({"consents": [{"purpose": "marketing", "channel": "telegram", "granted": True}]}, "consents.0"),
+        ({"consents": [{"purpose": "marketing", "channel": "whatsapp", "granted": True}]}, "consents.0"),
+        ({"consents": [{"purpose": "marketing", "channel": "email", "granted": "yes"}]}, "consents.0.granted"),
+        ({"consents": [{"purpose": "marketing", "channel": "email", "granted": 1}]}, "consents.0.granted"),
     ],
 )
 async def test_an_invalid_customer_is_refused_naming_the_field(
@@ -559,6 +564,9 @@ async def test_products_are_created_and_replaced(shop: Touchpoint) -> None:
         ({"currency": "euro"}, "items.0.currency"),
         ({"available_on": "soon"}, "items.0.available_on"),
         ({"in_stock": "perhaps"}, "items.0.in_stock"),
+        ({"in_stock": "yes"}, "items.0.in_stock"),
+        ({"in_stock": 1}, "items.0.in_stock"),
+        ({"price": "79.90"}, "items.0.price"),
         ({"name": ""}, "items.0.name"),
         ({"id": None}, "items.0.id"),
         ({"sku": "x"}, "items.0.sku"),
@@ -607,6 +615,9 @@ async def test_stores_are_stored_and_listed(shop: Touchpoint) -> None:
         ({"radius_m": 0}, "items.0.radius_m"),
         ({"radius_m": 50_001}, "items.0.radius_m"),
         ({"latitude": "north"}, "items.0.latitude"),
+        ({"latitude": "52.5"}, "items.0.latitude"),
+        ({"latitude": True}, "items.0.latitude"),
+        ({"radius_m": "300"}, "items.0.radius_m"),
         ({"name": None}, "items.0.name"),
     ],
 )

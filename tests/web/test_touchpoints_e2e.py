@@ -124,11 +124,15 @@ async def test_back_in_stock_reaches_the_subscriber_with_a_tracked_link_and_coun
     assert (stats["targeted"], stats["sent"], stats["clicked"], stats["converted"]) == (2, 1, 1, 1)
     assert stats["skipped_by_reason"] == {"no_consent": 1}
 
-    # The same product alert goes out at most once.
+    # The same product alert goes out at most once; Bob's, which never reached him, is decided again.
     status, body = await api(tp, "POST", "/api/v1/events", {"type": "product.back_in_stock", "product_id": "sku-42"})
-    assert all(p["duplicate"] for p in body["pushes"])
+    assert {p["customer_id"]: p["duplicate"] for p in body["pushes"]} == {"c-alice": True, "c-bob": False}
     await tp.idle()
     assert len(sent_to(tp, "telegram", alice.address)) == before + 1
+    bob_push = await settled(tp, pushes["c-bob"], "skipped")
+    assert [h["status"] for h in bob_push["history"]] == ["queued", "skipped", "queued", "skipped"]
+    status, stats = await api(tp, "GET", "/api/v1/stats?touchpoint=back_in_stock")
+    assert (stats["targeted"], stats["skipped_by_reason"]) == (2, {"no_consent": 1})
 
 
 async def test_unknown_event_types_and_references_are_rejected_with_the_field_named(tp):
