@@ -47,6 +47,10 @@ def _query(audience: Mapping[str, Any], now: datetime) -> Any:
                 identity_t.c.blocked_at.is_(None),
             )
         )
+    else:
+        # Someone with no channel at all cannot be reached (a chat customer merged into the
+        # shop's by an account link leaves such an empty row): not part of any audience.
+        query = query.where(exists().where(identity_t.c.customer_id == customer_t.c.id))
     purpose = audience.get("consent_purpose")
     if purpose:
         newest = (

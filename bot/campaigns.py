@@ -67,10 +67,16 @@ class Campaigns:
         return await self.db.read(lambda conn: audiences.count(conn, audience, now))
 
     async def cancel(self, campaign_id: int) -> bool:
+        """Stop a campaign that has not finished; False when there is nothing left to stop.
+
+        Its pushes not yet decided are skipped when their turn comes (``campaign_cancelled``);
+        one already handed to a platform cannot be called back.
+        """
+
         def unit(conn: Any) -> int:
             return conn.execute(
                 update(campaign_t)
-                .where(campaign_t.c.id == campaign_id, campaign_t.c.status.in_(("scheduled", "running")))
+                .where(campaign_t.c.id == campaign_id, campaign_t.c.status.in_(("scheduled", "running", "enqueued")))
                 .values(status="cancelled", finished_at=utcnow())
             ).rowcount
 
@@ -131,6 +137,9 @@ class Campaigns:
         total = 0
         chunks = iter(ids)
         while chunk := list(islice(chunks, CHUNK)):
+            if await self._cancelled(campaign_id):
+                log.info("campaign.cancelled id=%s after %d recipients", campaign_id, total)
+                return total
             await self.pushes.submit(
                 row.touchpoint, chunk, row.variables, dedup_key=f"campaign:{campaign_id}", campaign_id=campaign_id
             )
@@ -153,6 +162,12 @@ class Campaigns:
         log.info("campaign.enqueued id=%s recipients=%d", campaign_id, total)
         return total
 
+    async def _cancelled(self, campaign_id: int) -> bool:
+        status = await self.db.read(
+            lambda conn: conn.execute(select(campaign_t.c.status).where(campaign_t.c.id == campaign_id)).scalar()
+        )
+        return status == "cancelled"
+
     async def status(self, campaign_id: int) -> dict[str, Any] | None:
         def query(conn: Any) -> dict[str, Any] | None:
             row = conn.execute(select(campaign_t).where(campaign_t.c.id == campaign_id)).first()
@@ -166,11 +181,16 @@ class Campaigns:
                     .group_by(push_t.c.status)
                 )
             }
+            pending = sum(counts.get(s, 0) for s in ("queued", "deferred", "sending"))
+            status = row.status
+            if status == "enqueued" and pending == 0:
+                status = "finished"  # every recipient decided and handed over (receipts may still come)
             return {
                 "id": row.id,
                 "name": row.name,
                 "touchpoint": row.touchpoint,
-                "status": row.status,
+                "status": status,
+                "pending": pending,
                 "scheduled_at": as_utc(row.scheduled_at).isoformat() if row.scheduled_at else None,
                 "targeted": row.targeted,
                 "by_status": counts,

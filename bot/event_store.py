@@ -36,6 +36,15 @@ def product(conn: Connection, product_id: str) -> Any | None:
     return conn.execute(select(product_t).where(product_t.c.id == product_id)).first()
 
 
+def unknown_products(conn: Connection, product_ids: list[str]) -> list[str]:
+    """The ids among ``product_ids`` the catalog does not hold, in their order."""
+    known: set[str] = set()
+    for start in range(0, len(product_ids), 500):
+        chunk = product_ids[start : start + 500]
+        known.update(conn.execute(select(product_t.c.id).where(product_t.c.id.in_(chunk))).scalars())
+    return [p for p in product_ids if p not in known]
+
+
 def set_stock(conn: Connection, product_id: str, in_stock: bool, now: datetime) -> None:
     conn.execute(update(product_t).where(product_t.c.id == product_id).values(in_stock=in_stock, updated_at=now))
 

@@ -142,7 +142,7 @@ def plan_channels(
         by_channel.setdefault(item.channel, []).append(item)
     for channel in channel_order(preferred, policy.fallback_order):
         if enabled is not None and channel not in enabled:
-            if channel in by_channel:
+            if channel in by_channel and not plan.routes:  # after a usable channel it does not matter
                 plan.skipped.append((channel, CHANNEL_DISABLED))
             continue
         candidates = by_channel.get(channel)

@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.models import ChannelIdentity, Consent, Conversation, Customer, DiscountCode, OutboxMessage
-from bot.models_shop import Link, Push, PushEvent
+from bot.models_shop import Campaign, Link, Push, PushEvent
 from bot.store import _insert_ignore, as_utc
 
 push_t = Push.__table__
@@ -34,6 +34,7 @@ IN_FLIGHT_BATCH = 2000
 NO_FALLBACK = "no_fallback"  # a receipt timed out but no other channel is allowed: the push stays sent
 OPEN = ("queued", "deferred")
 IN_FLIGHT = ("sending", "sent")
+REACHED = ("sending", "sent", "delivered", "read")
 
 
 # --------------------------------------------------------------------------- pushes
@@ -160,6 +161,18 @@ def due(conn: Connection, now: datetime, limit: int = BATCH) -> list[Any]:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query))
+
+
+def cancelled_campaigns(conn: Connection, campaign_ids: set[int]) -> set[int]:
+    """Which of these campaigns were cancelled (their undecided pushes are skipped)."""
+    if not campaign_ids:
+        return set()
+    campaign_t = Campaign.__table__
+    return set(
+        conn.execute(
+            select(campaign_t.c.id).where(campaign_t.c.id.in_(sorted(campaign_ids)), campaign_t.c.status == "cancelled")
+        ).scalars()
+    )
 
 
 def get(conn: Connection, push_id: int) -> Any | None:
@@ -388,6 +401,9 @@ def load_facts(conn: Connection, customer_ids: Sequence[int], now: datetime) -> 
                 push_t.c.customer_id.in_(chunk),
                 push_t.c.transactional.is_(False),
                 push_t.c.sent_at > now - timedelta(days=7),
+                # What is on its way or arrived; not a failure, nor a push back in the queue
+                # for its next channel, which would otherwise count against itself.
+                push_t.c.status.in_(REACHED),
             )
         ):
             if r.customer_id in facts:

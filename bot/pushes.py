@@ -42,6 +42,7 @@ RECEIPT_CHANNELS = frozenset({"whatsapp", "viber"})  # channels that report deli
 URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 DISPATCH_INTERVAL = 1.0
 CAP_REASONS = frozenset({policy.CAP_DAY, policy.CAP_WEEK})
+CAMPAIGN_CANCELLED = "campaign_cancelled"
 
 
 def utcnow() -> datetime:
@@ -228,9 +229,14 @@ class PushService:
         if not rows:
             return []
         facts = push_store.load_facts(conn, [r.customer_id for r in rows], now)
+        cancelled = push_store.cancelled_campaigns(conn, {r.campaign_id for r in rows if r.campaign_id is not None})
         batch = push_store.Batch(now)
         woken: list[tuple[str | None, str | None, bool]] = []
         for row in rows:
+            if row.campaign_id in cancelled:
+                batch.record(row.id, "skipped", reason=CAMPAIGN_CANCELLED)
+                woken.append((None, None, False))
+                continue
             rule = self.config.touchpoints.get(row.touchpoint)
             customer = facts.get(row.customer_id)
             if rule is None or customer is None:
@@ -337,8 +343,13 @@ class PushService:
         category = self.config.category(str(variables.get("category_id", "")))
         if category is not None:
             values["category"] = category.name.get(locale)  # in the customer's language
-        if "percent" in values and isinstance(values["percent"], (int, float)):
+        if "percent" in values and isinstance(values["percent"], (int, float)) and not isinstance(values["percent"], bool):
             values["percent"] = self.i18n.format_percent(locale, values["percent"] / 100)
+        for key, value in values.items():
+            if isinstance(value, bool):  # the customer reads "Yes"/"Ja", not Python's "True"
+                values[key] = self.i18n.text(locale, "buttons.yes" if value else "buttons.no")
+            elif value is None:
+                values[key] = ""
         links = []
         for key, value in list(values.items()):
             # Only the shop's links are tracked (a "url" variable or "*_url"): a customer's name that

@@ -67,6 +67,16 @@ class Touchpoints:
 
     # ------------------------------------------------------------------ helpers
 
+    async def _known_products(self, items: list[dict[str, Any]]) -> None:
+        ids = [item["product_id"] for item in items]
+        unknown = await self.db.read(lambda conn: event_store.unknown_products(conn, ids)) if ids else []
+        if unknown:
+            index = ids.index(unknown[0])
+            raise UnknownReference(
+                f"items.{index}.product_id",
+                f"unknown product_id {unknown[0]!r} (send it with POST /api/v1/catalog/products first)",
+            )
+
     async def _customer(self, external_id: str) -> int:
         found = await self.db.read(lambda conn: event_store.customer_id_for(conn, external_id))
         if found is None:
@@ -139,6 +149,7 @@ class Touchpoints:
     async def _cart_updated(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         customer_id = await self._customer(event["customer_id"])
         items = [dict(i) for i in event.get("items", [])]
+        await self._known_products(items)
         await self.db.write(lambda conn: event_store.set_cart(conn, customer_id, items, now))
         return await self.near_store(customer_id, now)
 
@@ -237,10 +248,16 @@ class Touchpoints:
                 return Concern(None, "touchpoint_not_configured")
             location = (float(event["latitude"]), float(event["longitude"])) if kind == "customer.location" else None
             items = list(event.get("items", [])) if kind == "cart.updated" else None
+            await self._known_products([dict(i) for i in items or []])
             shop, reason = await self._store_offer(customer_id, now, location=location, items=items)
             return Concern("cart_nearby", reason)
         if kind == "order.delivered":
-            return Concern("order_feedback" if self.config.surveys else None, None if self.config.surveys else "no_survey")
+            if not self.config.surveys:
+                return Concern(None, "no_survey")
+            key = f"order:{event['order_id']}"
+            if await self.db.read(lambda conn: push_store.already_pushed(conn, customer_id, "order_feedback", key)):
+                return Concern("order_feedback", "already_sent")  # one survey per order
+            return Concern("order_feedback", None)
         return Concern(None, "sends_nothing")
 
     def _cart_code(self, percent: int, now: datetime) -> IssueCode:

@@ -167,10 +167,12 @@ async def test_progress_while_a_campaign_runs(env: Env):
     assert (enqueued["status"], enqueued["targeted"], enqueued["by_status"]) == ("enqueued", 5, {"queued": 5})
 
     await env.pushes.dispatch_due(now())
-    assert (await env.campaigns.status(campaign_id))["by_status"] == {"sending": 4, "skipped": 1}
+    sending = await env.campaigns.status(campaign_id)
+    assert (sending["status"], sending["pending"], sending["by_status"]) == ("enqueued", 4, {"sending": 4, "skipped": 1})
     await env.flush()
     await env.pushes.reconcile(now())
-    assert (await env.campaigns.status(campaign_id))["by_status"] == {"sent": 4, "skipped": 1}
+    finished = await env.campaigns.status(campaign_id)
+    assert (finished["status"], finished["pending"], finished["by_status"]) == ("finished", 0, {"sent": 4, "skipped": 1})
     assert len(env.fake.sent("telegram")) == 4
 
 
@@ -181,6 +183,22 @@ async def test_a_cancelled_campaign_sends_nothing(env: Env):
     assert await env.campaigns.run_due(now() + timedelta(hours=1)) == 0
     assert (await env.campaigns.status(campaign_id))["status"] == "cancelled"
     assert await recipients(env, campaign_id) == []
+
+
+async def test_a_campaign_cancelled_after_its_recipients_were_enqueued_sends_to_nobody_not_yet_sent(env: Env):
+    people = [await env.customer(["telegram"]) for _ in range(3)]
+    campaign_id = await env.campaigns.create("oops", "announcement", {}, {"message": "Wrong price"}, None)
+    await env.campaigns.run_due()
+    assert await recipients(env, campaign_id) == [p.id for p in people]
+    assert await env.campaigns.cancel(campaign_id)
+    await env.pushes.dispatch_due(now())
+    await env.flush()
+    assert env.fake.sent("telegram") == []
+    status = await env.campaigns.status(campaign_id)
+    assert (status["status"], status["pending"], status["by_status"]) == ("cancelled", 0, {"skipped": 3})
+    rows = await env.sql("SELECT DISTINCT reason FROM push WHERE campaign_id = :c", c=campaign_id)
+    assert [r.reason for r in rows] == ["campaign_cancelled"]
+    assert not await env.campaigns.cancel(campaign_id)  # once
 
 
 # ----------------------------------------------------------------------------- a restart in the middle

@@ -145,3 +145,11 @@ def test_a_channel_the_installation_does_not_run_is_skipped():
     plan = plan_channels(reachable, preferred="sms", policy=POLICY, now=NOW, has_template=False, enabled=["email"])
     assert plan.routes == [Route("email", "a@example.com", "text")]
     assert plan.skipped == [("sms", CHANNEL_DISABLED)]
+
+
+def test_a_channel_the_installation_does_not_run_after_the_chosen_one_is_not_reported():
+    # Mia is reached on Telegram; that this server has no e-mail is no reason worth a line.
+    reachable = [Reachable("telegram", "5550100301", consented=True), Reachable("email", "mia@example.org", consented=True)]
+    plan = plan_channels(reachable, preferred="telegram", policy=POLICY, now=NOW, has_template=False, enabled=["telegram"])
+    assert plan.routes == [Route("telegram", "5550100301", "text")]
+    assert plan.skipped == []

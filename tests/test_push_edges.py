@@ -139,3 +139,25 @@ async def test_an_alert_that_was_skipped_goes_out_when_it_comes_again_and_one_th
     assert (third, created) == (first, False)  # it reached her: never twice
     await env.step(later)
     assert len(env.sent_to("telegram", petra.address["telegram"])) == 1
+
+
+async def test_a_push_moving_to_its_next_channel_does_not_count_against_its_own_cap(env: Env):
+    # One offer today already; the second fails on Telegram and must still reach Viber (2 a day).
+    rosa = await env.customer(["telegram", "viber"], preferred="telegram")
+    await env.submit("announcement", [rosa], NOON.replace(hour=10), message="first")
+    await env.step(NOON.replace(hour=10))
+    env.fake.fail_next("telegram", "blocked")
+    [second] = await env.submit("announcement", [rosa], NOON, message="second")
+    await env.step(NOON)
+    push = await env.push(second)
+    assert (push.status, push.row.channel) == ("sent", "viber"), push.history
+    assert [text_of(m) for m in env.sent_to("viber", rosa.address["viber"])] == ["second"]
+
+
+async def test_yes_and_no_variables_read_as_words_in_the_customers_language(env: Env):
+    jonas = await env.customer(["telegram"], locale="de")
+    await env.pushes.submit("announcement", [jonas.id], {"message": True}, now=NOON)
+    await env.pushes.submit("announcement", [jonas.id], {"message": False}, now=NOON)
+    await env.step(NOON)
+    texts = [text_of(m) for m in env.sent_to("telegram", jonas.address["telegram"])]
+    assert sorted(texts) == ["Ja", "Nein"]

@@ -882,6 +882,7 @@ async def test_a_campaign_is_sent_at_the_configured_rate_of_its_channel(make_env
 # ----------------------------------------------------------------------------- links, conversions, stats
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SNEAKER = {"id": "sku-42", "name": "Trail Runner 2", "category": "shoes", "url": "https://shop.example/p/sku-42", "price": 89.9, "in_stock": True}
 PRODUCT = {"product": "Trail Runner 2", "url": "https://shop.example/p/sku-42"}
 MITTE = {"id": "berlin-mitte", "name": "Berlin Mitte", "address": "Rosenthaler Str. 1", "latitude": 52.5290, "longitude": 13.4010, "radius_m": 300}
 
@@ -936,6 +937,7 @@ async def test_an_order_with_the_code_of_a_cart_offer_converts_that_offer(env: E
     env.config.policy.quiet_hours = QuietHours(start="00:00", end="00:00")  # events run on the wall clock here
     now = datetime.now(UTC)
     await env.db.write(lambda conn: shop_store.upsert_stores(conn, [MITTE], now))
+    await env.db.write(lambda conn: shop_store.upsert_products(conn, [SNEAKER], now))
     nora = await env.customer(["telegram"], external_id="c-nora", consents={"location": ["telegram"]})
     chat = nora.address["telegram"]
     cart = {"type": "cart.updated", "customer_id": "c-nora", "items": [{"product_id": "sku-42", "quantity": 1}]}
@@ -959,6 +961,7 @@ async def test_an_order_with_the_code_of_a_cart_offer_converts_that_offer(env: E
 async def test_an_event_handled_at_a_given_time_creates_its_pushes_at_that_time(env: Env):
     """``Touchpoints.handle(event, now)``: the pushes it creates are queued and due at ``now``, like ``submit(now=)``."""
     await env.db.write(lambda conn: shop_store.upsert_stores(conn, [MITTE], NOON))
+    await env.db.write(lambda conn: shop_store.upsert_products(conn, [SNEAKER], NOON))
     await env.customer(["telegram"], external_id="c-otto", consents={"location": ["telegram"]})
     await env.touchpoints.handle({"type": "cart.updated", "customer_id": "c-otto", "items": [{"product_id": "sku-42", "quantity": 1}]}, NOON)
     near = {"type": "customer.location", "customer_id": "c-otto", "latitude": 52.5291, "longitude": 13.4012}

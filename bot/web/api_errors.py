@@ -90,6 +90,16 @@ async def parse_body(request: web.Request, model: type[M]) -> M: ...
 async def parse_body(request: web.Request, model: TypeAdapter[T]) -> T: ...
 
 
+async def read_limited(request: web.Request) -> bytes:
+    """The body, or a JSON 413 naming the limit (aiohttp's own answer is plain text)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        body = {"error": f"the body is larger than {limit} bytes (TOUCHPOINT_MAX_BODY_BYTES)"}
+        raise web.HTTPRequestEntityTooLarge(limit, text=json.dumps(body), content_type="application/json") from None
+
+
 async def parse_body(request: web.Request, model: Any) -> Any:
     """The request body as ``model`` (a model class, or a TypeAdapter for a union such as ``ShopEvent``).
 
@@ -99,7 +109,7 @@ async def parse_body(request: web.Request, model: Any) -> Any:
         raise api_error(
             415, f"send the body as JSON with Content-Type: application/json (got {request.content_type!r})"
         )
-    raw = await request.read()
+    raw = await read_limited(request)
     try:
         data = json.loads(raw, parse_constant=_no_constant)
     except UnicodeDecodeError:

@@ -34,6 +34,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _scalars_only(value: Any) -> Any:
+    """Refuse a nested value by its key, before the union's checks would name every type they tried."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, (dict, list)):
+                raise ValueError(f"{name}: must be a string, number, boolean or null")
+    return value
+
+
 # --------------------------------------------------------------------------- events
 
 
@@ -157,6 +166,7 @@ class PushRequest(Strict):
     customer_ids: list[ExternalId] | None = Field(default=None, min_length=1, max_length=1000)
     audience: AudienceFilter | None = None
     variables: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+    _flat = field_validator("variables", mode="before")(_scalars_only)
 
     @field_validator("customer_ids")
     @classmethod
@@ -175,13 +185,15 @@ class CampaignRequest(Strict):
     touchpoint: str = Field(min_length=1, max_length=64)
     audience: AudienceFilter
     variables: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+    _flat = field_validator("variables", mode="before")(_scalars_only)
     send_at: datetime | None = Field(default=None, description="omit to send now; must carry a time zone")
 
-    @model_validator(mode="after")
-    def _aware(self) -> "CampaignRequest":
-        if self.send_at is not None and self.send_at.tzinfo is None:
-            raise ValueError("send_at needs a time zone, e.g. 2026-12-24T09:00:00+01:00")
-        return self
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2026-12-24T09:00:00+01:00")
+        return value
 
 
 class PreviewRequest(Strict):
@@ -191,6 +203,7 @@ class PreviewRequest(Strict):
 class DryRunPush(Strict):
     touchpoint: str = Field(min_length=1, max_length=64)
     variables: dict[str, Scalar] = Field(default_factory=dict, max_length=50)
+    _flat = field_validator("variables", mode="before")(_scalars_only)
 
 
 class DryRunRequest(Strict):
@@ -202,6 +215,9 @@ class DryRunRequest(Strict):
     def _one_subject(self) -> "DryRunRequest":
         if (self.push is None) == (self.event is None):
             raise ValueError("give exactly one of push or event")
+        theirs = getattr(self.event, "customer_id", None)
+        if theirs is not None and theirs != self.customer_id:
+            raise ValueError(f"event.customer_id {theirs!r} is not the customer_id {self.customer_id!r} of the dry run")
         return self
 
 
@@ -328,15 +344,7 @@ class CustomerUpsert(Strict):
     )
     consents: list[ConsentIn] = Field(default_factory=list, max_length=20)
 
-    @field_validator("attributes", mode="before")
-    @classmethod
-    def _scalars(cls, value: Any) -> Any:
-        # Before the union's own checks, which would name every type it tried.
-        if isinstance(value, dict):
-            for name, item in value.items():
-                if isinstance(item, (dict, list)):
-                    raise ValueError(f"{name}: must be a string, number, boolean or null")
-        return value
+    _flat = field_validator("attributes", mode="before")(_scalars_only)
 
     @field_validator("attributes")
     @classmethod

@@ -31,6 +31,7 @@ from bot import shop_store
 from bot.appkeys import BACKEND, DB
 from bot.models import utcnow
 from bot.shop_store import StoredAnswer
+from bot.web.api_errors import read_limited
 
 if TYPE_CHECKING:
     from bot.db import Database
@@ -82,7 +83,7 @@ async def idempotency(request: web.Request, handler):  # type: ignore[no-untyped
         return await handler(request)
     if not valid_key(key):
         return _error(400, f"{HEADER} must be 1 to 255 printable ASCII characters")
-    body = await request.read()  # aiohttp keeps it: the handler reads it again
+    body = await read_limited(request)  # aiohttp keeps it: the handler reads it again
     fingerprint = hashlib.sha256(
         b"\n".join((request.method.encode(), request.path_qs.encode(), hashlib.sha256(body).digest()))
     ).hexdigest()

@@ -272,6 +272,16 @@ ROUTES: tuple[Route, ...] = (
         path_schemas={"campaign_id": ID},
     ),
     Route(
+        "post",
+        "/api/v1/campaigns/{campaign_id}/cancel",
+        "cancelCampaign",
+        "Stop a campaign: nothing more is sent; messages already handed to a platform stay sent",
+        "campaigns",
+        responses={200: ("the campaign and its progress", OBJECT)},
+        errors=(404, 409),
+        path_schemas={"campaign_id": ID},
+    ),
+    Route(
         "get",
         "/api/v1/stats",
         "getStats",

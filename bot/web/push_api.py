@@ -20,7 +20,7 @@ from bot import event_store, push_store, stats
 from bot.appkeys import CAMPAIGNS, CONFIG, DB, PUSHES, TOUCHPOINTS
 from bot.touchpoints import UnknownReference
 from bot.web.api_errors import api_error, field_error, parse_body
-from bot.web.api_models import CampaignRequest, DryRunRequest, PreviewRequest, PushRequest, ShopEvent
+from bot.web.api_models import AudienceFilter, CampaignRequest, DryRunRequest, PreviewRequest, PushRequest, ShopEvent
 
 EVENT = TypeAdapter(ShopEvent)
 # User agents of the messengers' link-preview fetchers (they open links in messages by themselves).
@@ -42,6 +42,23 @@ def _check_touchpoint(request: web.Request, name: str, field: str = "touchpoint"
     touchpoints = request.app[CONFIG].touchpoints
     if name not in touchpoints:
         raise field_error(422, field, f"unknown touchpoint; must be one of {sorted(touchpoints)}")
+
+
+def _check_audience(request: web.Request, audience: AudienceFilter | None, field: str = "audience") -> None:
+    """A purpose or category the shop does not have would match nobody, silently: a 422 instead."""
+    if audience is None:
+        return
+    config = request.app[CONFIG]
+    purposes = [p.id for p in config.consent_purposes]
+    if audience.consent_purpose is not None and audience.consent_purpose not in purposes:
+        raise field_error(422, f"{field}.consent_purpose", f"unknown consent purpose; configured: {purposes}")
+    categories = {c.id for c in config.categories}
+    for name in ("categories_any", "categories_all"):
+        for index, category in enumerate(getattr(audience, name)):
+            if category not in categories:
+                raise field_error(
+                    422, f"{field}.{name}.{index}", f"unknown category {category!r}; known: {sorted(categories)}"
+                )
 
 
 async def _customer_ids(request: web.Request, external_ids: Sequence[str], field: str = "customer_ids") -> list[int]:
@@ -79,6 +96,7 @@ async def post_event(request: web.Request) -> web.Response:
 async def post_push(request: web.Request) -> web.Response:
     body: PushRequest = await parse_body(request, PushRequest)
     _check_touchpoint(request, body.touchpoint)
+    _check_audience(request, body.audience)
     if body.customer_ids is not None:
         ids = await _customer_ids(request, body.customer_ids)
     else:
@@ -134,6 +152,7 @@ def _iso(value: datetime | None) -> str | None:
 async def post_campaign(request: web.Request) -> web.Response:
     body: CampaignRequest = await parse_body(request, CampaignRequest)
     _check_touchpoint(request, body.touchpoint)
+    _check_audience(request, body.audience)
     campaigns = request.app[CAMPAIGNS]
     campaign_id = await campaigns.create(body.name, body.touchpoint, body.audience.model_dump(), body.variables, body.send_at)
     campaigns.wake()
@@ -142,7 +161,19 @@ async def post_campaign(request: web.Request) -> web.Response:
 
 async def preview_campaign(request: web.Request) -> web.Response:
     body: PreviewRequest = await parse_body(request, PreviewRequest)
+    _check_audience(request, body.audience)
     return _json({"count": await request.app[CAMPAIGNS].preview(body.audience.model_dump())})
+
+
+async def cancel_campaign(request: web.Request) -> web.Response:
+    campaign_id = _row_id(request.match_info["campaign_id"])
+    campaigns = request.app[CAMPAIGNS]
+    before = await campaigns.status(campaign_id) if campaign_id is not None else None
+    if before is None:
+        raise api_error(404, "no such campaign")
+    if before["status"] in ("finished", "cancelled") or not await campaigns.cancel(campaign_id):  # type: ignore[arg-type]
+        raise api_error(409, f"nothing left to cancel: the campaign is {before['status']}")
+    return _json(await campaigns.status(campaign_id))  # type: ignore[arg-type]
 
 
 async def get_campaign(request: web.Request) -> web.Response:
@@ -218,6 +249,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/v1/campaigns", post_campaign)
     app.router.add_post("/api/v1/campaigns/preview", preview_campaign)
     app.router.add_get("/api/v1/campaigns/{campaign_id}", get_campaign)
+    app.router.add_post("/api/v1/campaigns/{campaign_id}/cancel", cancel_campaign)
     app.router.add_get("/api/v1/stats", get_stats)
     app.router.add_post("/api/v1/touchpoints/dry-run", dry_run)
     app.router.add_get("/l/{token}", follow_link, allow_head=False)

@@ -187,6 +187,14 @@ async def load_stored_categories(app: web.Application) -> None:
 
 async def upsert_products(request: web.Request) -> web.Response:
     body = await parse_body(request, ProductsIn)
+    categories = {c.id for c in request.app[CONFIG].categories}
+    for index, item in enumerate(body.items):
+        if item.category not in categories:
+            # Launch alerts match favourite categories: an unknown one would reach nobody.
+            raise field_error(
+                422, f"items.{index}.category",
+                f"unknown category {item.category!r}; known: {sorted(categories)} (add it with POST /api/v1/catalog/categories)",
+            )
     items = [item.model_dump() for item in body.items]
     created, updated = await request.app[DB].write(lambda conn: shop_store.upsert_products(conn, items, utcnow()))
     return web.json_response({"created": created, "updated": updated})

@@ -60,12 +60,16 @@ async def test_bodies_json_cannot_carry_are_refused_with_400(touchpoint: Touchpo
         ("/api/v1/events", {"type": "cart.updated", "customer_id": "c-1", "items": [{"product_id": "p", "quantity": "2"}]}, "items.0.quantity"),
         ("/api/v1/events", {"type": "order.placed", "customer_id": "c-1", "order_id": "o-1", "total": "19.99"}, "total"),
         ("/api/v1/campaigns/preview", {"audience": {"active_within_days": "30"}}, "audience.active_within_days"),
+        # The field is named as the shop wrote it, not after pydantic's union members.
+        ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "2026-12-24T09:00:00"}, "send_at"),
+        ("/api/v1/pushes", {"touchpoint": "announcement", "customer_ids": ["c-1"], "variables": {"message": {"a": 1}}}, "variables"),
     ],
 )
 async def test_values_that_do_not_fit_are_refused_naming_the_field(touchpoint: Touchpoint, path: str, body: Any, field: str) -> None:
     status, answer, _ = await call(touchpoint, "POST", path, body)
     assert status == 422, answer
     assert any(f.startswith(field) for f in fields_of(answer)), answer
+    assert not any("-" in f or f.endswith((".str", ".float", ".bool")) for f in fields_of(answer)), answer
     assert await counts(touchpoint) == (0, 0, 0)
 
 
@@ -97,3 +101,47 @@ async def test_a_customer_named_twice_in_one_push_gets_one_push(touchpoint: Touc
     assert status in (200, 201, 202), answer
     assert len(answer["push_ids"]) == 1 and answer["targeted"] == 1, answer
     assert (await counts(touchpoint))[0] == 1
+
+
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/api/v1/campaigns/preview", {"audience": {"consent_purpose": "newsletter"}}, "audience.consent_purpose"),
+        ("/api/v1/campaigns/preview", {"audience": {"categories_any": ["shoes", "unicorns"]}}, "audience.categories_any.1"),
+        ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {"categories_all": ["unicorns"]}}, "audience.categories_all.0"),
+        ("/api/v1/pushes", {"touchpoint": "announcement", "audience": {"consent_purpose": "spam"}}, "audience.consent_purpose"),
+        ("/api/v1/catalog/products", {"items": [{"id": "p-1", "name": "Horn", "category": "unicorns"}]}, "items.0.category"),
+    ],
+)
+async def test_a_category_or_purpose_the_shop_does_not_have_is_refused(touchpoint: Touchpoint, path: str, body: Any, field: str) -> None:
+    # It would match nobody, silently; the shop learns of its typo instead.
+    status, answer, _ = await call(touchpoint, "POST", path, body)
+    assert status == 422 and fields_of(answer) == [field], answer
+    assert await counts(touchpoint) == (0, 0, 0)
+    assert await touchpoint.query("SELECT id FROM product") == []
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "big-1"])
+async def test_an_oversized_body_is_a_json_413(touchpoint: Touchpoint, idempotency_key: str | None) -> None:
+    limit = touchpoint.settings.touchpoint_max_body_bytes
+    raw = '{"external_id": "c-1", "first_name": "' + "x" * limit + '"}'
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    status, answer, _ = await call(touchpoint, "POST", "/api/v1/customers", data=raw, headers=headers)
+    assert status == 413 and str(limit) in answer["error"], answer
+    assert await counts(touchpoint) == (0, 0, 0)
+
+
+async def test_a_scheduled_campaign_is_cancelled_over_the_api_once(touchpoint: Touchpoint) -> None:
+    body = {"name": "Wrong price", "touchpoint": "announcement", "audience": {}, "variables": {"message": "-90%"},
+            "send_at": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()}
+    status, created, _ = await call(touchpoint, "POST", "/api/v1/campaigns", body)
+    assert status == 201 and created["status"] == "scheduled", created
+    path = f"/api/v1/campaigns/{created['id']}/cancel"
+    status, answer, _ = await call(touchpoint, "POST", path)
+    assert status == 200 and answer["status"] == "cancelled", answer
+    status, answer, _ = await call(touchpoint, "POST", path)
+    assert status == 409 and "cancelled" in answer["error"], answer
+    status, answer, _ = await call(touchpoint, "POST", "/api/v1/campaigns/999/cancel")
+    assert status == 404, answer
+    status, answer, _ = await call(touchpoint, "POST", path, key="wrong")
+    assert status == 401

@@ -268,6 +268,9 @@ async def test_opening_an_account_link_binds_the_chat_to_the_shops_customer(tp, 
     # The token works once.
     [row] = await tp.query("SELECT used_at FROM account_link")
     assert row.used_at is not None
+    # The chat's own customer row, emptied by the merge, is nobody's audience.
+    status, preview = await api(tp, "POST", "/api/v1/campaigns/preview", {"audience": {}})
+    assert (status, preview) == (200, {"count": 1})
 
 
 async def test_dry_run_says_when_the_same_alert_was_already_sent(tp):
@@ -280,3 +283,29 @@ async def test_dry_run_says_when_the_same_alert_was_already_sent(tp):
     await api(tp, "POST", "/api/v1/events", event)
     _, after = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": event})
     assert not after["would_send"] and after["reason"] == "already_sent"
+
+
+async def test_dry_run_knows_an_orders_survey_goes_once_and_refuses_another_customers_event(tp):
+    await customer(tp, "telegram", "c-alice")
+    delivered = {"type": "order.delivered", "customer_id": "c-alice", "order_id": "o-7"}
+    _, before = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": delivered})
+    assert before["touchpoint"] == "order_feedback" and before["would_send"], before
+    status, body = await api(tp, "POST", "/api/v1/events", delivered)
+    assert status == 202 and len(body["pushes"]) == 1, body
+    _, after = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": delivered})
+    assert (after["would_send"], after["reason"]) == (False, "already_sent")
+
+    await customer(tp, "viber", "c-bob")
+    status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "event": delivered})
+    assert status == 422 and "c-alice" in body["fields"][0]["message"], body
+
+
+async def test_a_cart_with_a_product_the_catalog_does_not_hold_is_refused_naming_the_item(tp):
+    await customer(tp, "telegram", "c-alice")
+    await catalog(tp)
+    cart = {"type": "cart.updated", "customer_id": "c-alice", "items": [{"product_id": "sku-42"}, {"product_id": "sku-404"}]}
+    status, body = await api(tp, "POST", "/api/v1/events", cart)
+    assert status == 422 and body["fields"][0]["field"] == "items.1.product_id" and "sku-404" in body["error"], body
+    status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": cart})
+    assert status == 422 and body["fields"][0]["field"] == "event.items.1.product_id", body
+    assert await tp.query("SELECT customer_id FROM cart") == []
