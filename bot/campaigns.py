@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from sqlalchemy import func, select, update
 
 from bot import audience as audiences
+from bot import push_store
 from bot.db import Database
 from bot.models_shop import Campaign, Push
 from bot.pushes import PushService
@@ -69,18 +70,10 @@ class Campaigns:
     async def cancel(self, campaign_id: int) -> bool:
         """Stop a campaign that has not finished; False when there is nothing left to stop.
 
-        Its pushes not yet decided are skipped when their turn comes (``campaign_cancelled``);
-        one already handed to a platform cannot be called back.
+        Its pushes not yet decided, and its messages still waiting in the outbox, are
+        skipped (``campaign_cancelled``); one already handed to a platform cannot be called back.
         """
-
-        def unit(conn: Any) -> int:
-            return conn.execute(
-                update(campaign_t)
-                .where(campaign_t.c.id == campaign_id, campaign_t.c.status.in_(("scheduled", "running", "enqueued")))
-                .values(status="cancelled", finished_at=utcnow())
-            ).rowcount
-
-        return bool(await self.db.write(unit))
+        return await self.db.write(lambda conn: push_store.cancel_campaign(conn, campaign_id, utcnow()))
 
     async def run(self, interval: float = 5.0) -> None:
         """Start campaigns when their time comes, and resume those a restart interrupted."""
@@ -129,9 +122,15 @@ class Campaigns:
         row = await self.db.read(lambda conn: conn.execute(select(campaign_t).where(campaign_t.c.id == campaign_id)).first())
         if row is None or row.status not in ("scheduled", "running"):
             return 0
-        await self.db.write(
-            lambda conn: conn.execute(update(campaign_t).where(campaign_t.c.id == campaign_id).values(status="running"))
+        started = await self.db.write(
+            lambda conn: conn.execute(
+                update(campaign_t)
+                .where(campaign_t.c.id == campaign_id, campaign_t.c.status.in_(("scheduled", "running")))
+                .values(status="running")
+            ).rowcount
         )
+        if not started:
+            return 0  # cancelled since it was read
         now = utcnow()
         ids = await self.db.read(lambda conn: list(audiences.resolve(conn, row.audience, now, after_id=row.cursor)))
         total = 0

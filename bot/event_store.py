@@ -118,6 +118,11 @@ def attribute(conn: Connection, order_id: str, push_id: int | None) -> None:
     conn.execute(update(order_t).where(order_t.c.id == order_id).values(push_id=push_id))
 
 
+def order_owner(conn: Connection, order_id: str) -> int | None:
+    """The customer an order id was first reported for (None: not seen yet)."""
+    return conn.execute(select(order_t.c.customer_id).where(order_t.c.id == order_id)).scalar()
+
+
 def mark_delivered(conn: Connection, order_id: str, customer_id: int, now: datetime) -> None:
     changed = conn.execute(
         update(order_t).where(and_(order_t.c.id == order_id, order_t.c.customer_id == customer_id)).values(delivered_at=now)

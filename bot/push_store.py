@@ -31,10 +31,10 @@ code_t = DiscountCode.__table__
 
 BATCH = 500
 IN_FLIGHT_BATCH = 2000
+CAMPAIGN_CANCELLED = "campaign_cancelled"
 NO_FALLBACK = "no_fallback"  # a receipt timed out but no other channel is allowed: the push stays sent
 OPEN = ("queued", "deferred")
 IN_FLIGHT = ("sending", "sent")
-REACHED = ("sending", "sent", "delivered", "read")
 
 
 # --------------------------------------------------------------------------- pushes
@@ -104,20 +104,25 @@ def _requeue_skipped(
     if not skipped:
         return out
     variables = {pid: v["variables"] for (pid, _), v in zip(out, values) if pid in skipped}
+    requeued: set[int] = set()
     for pid, fresh in variables.items():
-        conn.execute(
+        # Still skipped (a second copy of the event may have queued it meanwhile on PostgreSQL).
+        changed = conn.execute(
             update(push_t)
-            .where(push_t.c.id == pid)
+            .where(push_t.c.id == pid, push_t.c.status == "skipped")
             .values(
                 status="queued", reason=None, channel=None, address=None, tried=[], outbox_id=None, sent_at=None,
                 due_at=now, variables=fresh,
             )
+        ).rowcount
+        if changed:
+            requeued.add(pid)
+    if requeued:
+        conn.execute(
+            event_t.insert(),
+            [{"push_id": pid, "status": "queued", "detail": "triggered again after a skip", "at": now} for pid in sorted(requeued)],
         )
-    conn.execute(
-        event_t.insert(),
-        [{"push_id": pid, "status": "queued", "detail": "triggered again after a skip", "at": now} for pid in variables],
-    )
-    return [(pid, new or pid in skipped) for pid, new in out]
+    return [(pid, new or pid in requeued) for pid, new in out]
 
 
 def record(
@@ -161,6 +166,46 @@ def due(conn: Connection, now: datetime, limit: int = BATCH) -> list[Any]:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(conn.execute(query))
+
+
+def cancel_campaign(conn: Connection, campaign_id: int, now: datetime) -> bool:
+    """Cancel a campaign that has not finished and everything of it not yet with a platform.
+
+    Its undecided pushes are skipped at once; its messages still waiting in the outbox
+    (none of their parts sent) are withdrawn, and the follower then skips their pushes.
+    A push that already reached a first channel and waits for its fallback stays sent there.
+    """
+    campaign_t = Campaign.__table__
+    changed = conn.execute(
+        update(campaign_t)
+        .where(campaign_t.c.id == campaign_id, campaign_t.c.status.in_(("scheduled", "running", "enqueued")))
+        .values(status="cancelled", finished_at=now)
+    ).rowcount
+    if not changed:
+        return False
+    open_pushes = list(
+        conn.execute(
+            select(push_t.c.id, push_t.c.channel, push_t.c.reason).where(
+                push_t.c.campaign_id == campaign_id, push_t.c.status.in_(OPEN)
+            )
+        )
+    )
+    record(conn, [r.id for r in open_pushes if not probably_arrived(r)], "skipped", now, reason=CAMPAIGN_CANCELLED)
+    for r in open_pushes:
+        if probably_arrived(r):  # no fallback now
+            record(conn, r.id, "sent", now, reason=CAMPAIGN_CANCELLED, channel=r.channel)
+    waiting = select(push_t.c.outbox_id).where(push_t.c.campaign_id == campaign_id, push_t.c.status == "sending")
+    conn.execute(
+        update(outbox_t)
+        .where(outbox_t.c.id.in_(waiting), outbox_t.c.status == "pending", outbox_t.c.parts_sent == 0)
+        .values(status="cancelled", last_error="campaign cancelled")
+    )
+    return True
+
+
+def probably_arrived(row: Any) -> bool:
+    """A push back in the queue only because its receipt did not come in time: its copy most likely arrived."""
+    return row.reason == "receipt_timeout"
 
 
 def cancelled_campaigns(conn: Connection, campaign_ids: set[int]) -> set[int]:
@@ -218,7 +263,7 @@ def in_flight(
                     push_t.c.transactional.is_(False)
                     & (push_t.c.sent_at < timed_out_before)
                     # nowhere left to fall back to: it stays sent, its receipts still count
-                    & (push_t.c.reason.is_(None) | push_t.c.reason.not_in((NO_FALLBACK, "partly_delivered")))
+                    & (push_t.c.reason.is_(None) | push_t.c.reason.not_in((NO_FALLBACK, "partly_delivered", CAMPAIGN_CANCELLED)))
                 )
             )
         )
@@ -401,9 +446,9 @@ def load_facts(conn: Connection, customer_ids: Sequence[int], now: datetime) -> 
                 push_t.c.customer_id.in_(chunk),
                 push_t.c.transactional.is_(False),
                 push_t.c.sent_at > now - timedelta(days=7),
-                # What is on its way or arrived; not a failure, nor a push back in the queue
-                # for its next channel, which would otherwise count against itself.
-                push_t.c.status.in_(REACHED),
+                # Not a push that reached nobody; one waiting for its next channel still counts
+                # (its first copy may well have arrived), except against itself (see PushService).
+                push_t.c.status.not_in(("failed", "skipped")),
             )
         ):
             if r.customer_id in facts:

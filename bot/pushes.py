@@ -42,7 +42,8 @@ RECEIPT_CHANNELS = frozenset({"whatsapp", "viber"})  # channels that report deli
 URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 DISPATCH_INTERVAL = 1.0
 CAP_REASONS = frozenset({policy.CAP_DAY, policy.CAP_WEEK})
-CAMPAIGN_CANCELLED = "campaign_cancelled"
+CAMPAIGN_CANCELLED = push_store.CAMPAIGN_CANCELLED
+EMPTY_MESSAGE = "empty_message"  # the text came out empty (a null or "" variable)
 
 
 def utcnow() -> datetime:
@@ -233,8 +234,11 @@ class PushService:
         batch = push_store.Batch(now)
         woken: list[tuple[str | None, str | None, bool]] = []
         for row in rows:
-            if row.campaign_id in cancelled:
-                batch.record(row.id, "skipped", reason=CAMPAIGN_CANCELLED)
+            if row.campaign_id in cancelled:  # cancelled between its enqueueing and now
+                if push_store.probably_arrived(row):  # no fallback now
+                    batch.record(row.id, "sent", reason=CAMPAIGN_CANCELLED, channel=row.channel)
+                else:
+                    batch.record(row.id, "skipped", reason=CAMPAIGN_CANCELLED)
                 woken.append((None, None, False))
                 continue
             rule = self.config.touchpoints.get(row.touchpoint)
@@ -243,12 +247,19 @@ class PushService:
                 batch.record(row.id, "skipped", reason="unknown_touchpoint" if rule is None else policy.ERASED)
                 woken.append((None, None, False))
                 continue
+            own = push_store.as_utc(row.sent_at) if row.sent_at is not None else None
+            if own is not None and own in customer.marketing_sent_at:
+                customer.marketing_sent_at.remove(own)  # a push moving to its next channel does not count against itself
+            else:
+                own = None
             decision = decide(
                 rule, customer, self.config, now, tried=row.tried or [], enabled=self.enabled,
                 allow_template=not self._is_survey(row.touchpoint),
             )
             woken.append(self._apply(conn, batch, row, rule, customer, decision, now))
-            if decision.action == "send" and not rule.transactional:
+            if own is not None and decision.action == "defer":
+                customer.marketing_sent_at.append(own)  # still waiting for its next channel: it still counts
+            if decision.action == "send" and not rule.transactional and woken[-1][0] is not None:
                 customer.marketing_sent_at.append(now)  # the next push of this batch sees it
         batch.flush(conn)
         return woken
@@ -293,6 +304,13 @@ class PushService:
                 self._start_survey(conn, row.customer_id, survey_id, order, route.channel, route.address, now)
             return route.channel, route.address, False
         variables = dict(row.variables or {})
+        links_before = len(batch.links)
+        message = self.render(batch, row.id, rule, facts, variables, route, now)
+        if not message.text.strip() and message.template is None and message.place is None:
+            # E.g. an announcement whose {message} came as null or "": nothing worth a message.
+            del batch.links[links_before:]
+            batch.record(row.id, "skipped", reason=EMPTY_MESSAGE, channel=route.channel)
+            return None, None, False
         if isinstance(variables.get("_code"), dict):
             spec = variables["_code"]
             code = IssueCode(
@@ -304,7 +322,6 @@ class PushService:
                 reference=f"push:{row.id}",
             )
             store.apply_effects(conn, customer_id=row.customer_id, channel=route.channel, address=route.address, effects=[code], now=now)
-        message = self.render(batch, row.id, rule, facts, variables, route, now)
         change = batch.record(
             row.id,
             "sending",
@@ -403,6 +420,8 @@ class PushService:
                     elif row.outbox_status in ("failed", "blocked") and row.parts_sent:
                         # Part of it reached the customer: another channel would repeat it.
                         batch.record(row.id, "sent", reason="partly_delivered", channel=row.channel, detail=row.last_error)
+                    elif row.outbox_status == "cancelled":
+                        batch.record(row.id, "skipped", reason=CAMPAIGN_CANCELLED)
                     elif row.outbox_status in ("failed", "blocked"):
                         reason = f"{row.channel}_{row.outbox_status}"
                         batch.record(row.id, "queued", reason=reason, detail=row.last_error, due_at=now)

@@ -67,6 +67,12 @@ class Touchpoints:
 
     # ------------------------------------------------------------------ helpers
 
+    async def _own_order(self, order_id: str, customer_id: int) -> None:
+        """An order belongs to one customer: another's survey or conversion must not be triggered."""
+        owner = await self.db.read(lambda conn: event_store.order_owner(conn, order_id))
+        if owner is not None and owner != customer_id:
+            raise UnknownReference("order_id", f"order {order_id!r} was reported for another customer")
+
     async def _known_products(self, items: list[dict[str, Any]]) -> None:
         ids = [item["product_id"] for item in items]
         unknown = await self.db.read(lambda conn: event_store.unknown_products(conn, ids)) if ids else []
@@ -252,6 +258,7 @@ class Touchpoints:
             shop, reason = await self._store_offer(customer_id, now, location=location, items=items)
             return Concern("cart_nearby", reason)
         if kind == "order.delivered":
+            await self._own_order(str(event["order_id"]), customer_id)
             if not self.config.surveys:
                 return Concern(None, "no_survey")
             key = f"order:{event['order_id']}"
@@ -274,6 +281,7 @@ class Touchpoints:
     async def _order_placed(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         customer_id = await self._customer(event["customer_id"])
         order_id, code = str(event["order_id"]), event.get("code")
+        await self._own_order(order_id, customer_id)
         window = timedelta(days=self.config.policy.attribution_days)
 
         def unit(conn: Any) -> dict[str, Any]:
@@ -289,6 +297,7 @@ class Touchpoints:
     async def _order_delivered(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         customer_id = await self._customer(event["customer_id"])
         order_id = str(event["order_id"])
+        await self._own_order(order_id, customer_id)
         await self.db.write(lambda conn: event_store.mark_delivered(conn, order_id, customer_id, now))
         survey = next(iter(self.config.surveys), None)
         if survey is None:

@@ -201,6 +201,30 @@ async def test_a_campaign_cancelled_after_its_recipients_were_enqueued_sends_to_
     assert not await env.campaigns.cancel(campaign_id)  # once
 
 
+async def test_a_cancel_withdraws_what_still_waits_in_the_outbox_and_skips_deferred_pushes_at_once(env: Env):
+    people = [await env.customer(["telegram"]) for _ in range(3)]
+    campaign_id = await env.campaigns.create("oops", "announcement", {}, {"message": "Wrong price"}, None)
+    await env.campaigns.run_due()
+    await env.pushes.dispatch_due(now())  # decided: all three wait in the outbox for the rate limit
+    # One waits for the morning instead (deferred: no outbox message yet).
+    await env.execute("DELETE FROM outbox WHERE id = (SELECT outbox_id FROM push WHERE customer_id = :c)", c=people[2].id)
+    await env.execute("UPDATE push SET status = 'deferred', outbox_id = NULL, sent_at = NULL, due_at = :later"
+                      " WHERE customer_id = :c", later=now() + timedelta(hours=8), c=people[2].id)
+    await env.execute("UPDATE outbox SET status = 'sent' WHERE id = (SELECT outbox_id FROM push WHERE customer_id = :c)",
+                      c=people[0].id)  # one already left
+    assert await env.campaigns.cancel(campaign_id)
+
+    status = await env.campaigns.status(campaign_id)
+    assert (status["status"], status["by_status"]) == ("cancelled", {"sending": 2, "skipped": 1})
+    await env.flush()
+    assert env.fake.sent("telegram") == []  # nothing more leaves
+    await env.pushes.reconcile(now())
+    status = await env.campaigns.status(campaign_id)
+    assert (status["pending"], status["by_status"]) == (0, {"sent": 1, "skipped": 2})
+    rows = await env.sql("SELECT customer_id, reason FROM push WHERE status = 'skipped' ORDER BY customer_id")
+    assert [(r.customer_id, r.reason) for r in rows] == [(people[1].id, "campaign_cancelled"), (people[2].id, "campaign_cancelled")]
+
+
 # ----------------------------------------------------------------------------- a restart in the middle
 
 

@@ -72,9 +72,13 @@ TYPED = [
     ("de", "meine kategorien ändern", "categories"),
     ("de", "meine daten löschen", "privacy"),
     ("de", "datenshutz", "privacy"),
+    ("de", "lösche mich", "privacy"),
+    ("de", "bitte löschen sie mich!", "privacy"),
     ("de", "danek", "thanks"),
     ("de", "vielen dank!", "thanks"),
     # Spanish, with and without accents
+    ("es", "bórrame", "privacy"),
+    ("es", "borrame por favor", "privacy"),
     ("es", "hola", "greeting"),
     ("es", "buenos dias", "greeting"),
     ("es", "ayduda", "help"),

@@ -161,3 +161,18 @@ async def test_yes_and_no_variables_read_as_words_in_the_customers_language(env:
     await env.step(NOON)
     texts = [text_of(m) for m in env.sent_to("telegram", jonas.address["telegram"])]
     assert sorted(texts) == ["Ja", "Nein"]
+
+
+async def test_a_message_that_comes_out_empty_is_skipped_and_does_not_use_up_the_cap(env: Env):
+    ida = await env.customer(["telegram"])
+    [(empty, _)] = await env.pushes.submit("announcement", [ida.id], {"message": None}, now=NOON)
+    [(blank, _)] = await env.pushes.submit("announcement", [ida.id], {"message": ""}, now=NOON)
+    await env.step(NOON)
+    for push_id in (empty, blank):
+        push = await env.push(push_id)
+        assert (push.status, push.row.reason) == ("skipped", "empty_message")
+    assert env.sent_to("telegram", ida.address["telegram"]) == []
+    for text in ("one", "two"):  # today's two marketing messages are still free
+        await env.pushes.submit("announcement", [ida.id], {"message": text}, now=NOON)
+    await env.step(NOON)
+    assert sorted(text_of(m) for m in env.sent_to("telegram", ida.address["telegram"])) == ["one", "two"]

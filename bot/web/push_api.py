@@ -205,6 +205,9 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def dry_run(request: web.Request) -> web.Response:
     body: DryRunRequest = await parse_body(request, DryRunRequest)
+    theirs = getattr(body.event, "customer_id", None)
+    if theirs is not None and theirs != body.customer_id:
+        raise field_error(422, "event.customer_id", f"{theirs!r} is not the dry run's customer_id {body.customer_id!r}")
     [customer_id] = await _customer_ids(request, [body.customer_id], field="customer_id")
     pushes = request.app[PUSHES]
     if body.push is not None:

@@ -19,11 +19,12 @@ from bot.config import Category, Links, LocalText, ShopConfig
 from bot.models import utcnow
 from bot.shop_store import AddressTaken, NewConsent
 from bot.web import openapi
-from bot.web.api_errors import api_error, field_error, parse_body
+from bot.web.api_errors import api_error, field_error, parse_body, read_limited
 from bot.web.api_models import (
     CategoriesIn,
     CustomerOut,
     CustomerUpsert,
+    MESSENGERS,
     LinkTokenOut,
     ProductsIn,
     StoresIn,
@@ -56,6 +57,9 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
             headers={"WWW-Authenticate": "Bearer"},
         )
     request[API_KEY_SCOPE] = scope_of(key)
+    if request.content_length is not None and request.content_length > request.client_max_size:
+        # Also on routes that never read their body: too large is too large.
+        await read_limited(request)
     return await handler(request)
 
 
@@ -85,6 +89,13 @@ async def upsert_customer(request: web.Request) -> web.Response:
             known = ", ".join(p.id for p in config.consent_purposes)
             raise field_error(
                 422, f"consents.{index}.purpose", f"unknown consent purpose {given.purpose!r}; configured: {known}"
+            )
+        if given.granted and given.channel in MESSENGERS:
+            # The customer answers for Telegram, Viber and WhatsApp in the chat; a shop's
+            # checkbox must not overrule a "no" given there. Withdrawing is always allowed.
+            raise field_error(
+                422, f"consents.{index}.granted",
+                f"consent on {given.channel} is given by the customer in the chat; the shop API can only withdraw it",
             )
         consents.append(NewConsent(given.purpose, given.channel, given.granted, purpose.version))
     values = body.model_dump(include=body.model_fields_set - {"consents"})

@@ -459,6 +459,15 @@ async def test_typed_answers_in_german(make_chat):
     assert chat.texts[0].endswith("\n\nSchreiben Sie kategorien, wann immer Sie Ihre Lieblingskategorien ändern möchten.")
 
 
+async def test_typed_names_with_a_typo_are_understood_and_nonsense_is_not(make_chat):
+    chat = await sign_up(make_chat(language_code="de"))
+    await chat.send("Schue")  # one letter missing
+    await chat.send("bücher und spilzeug")  # one typo in a list
+    assert chat.texts == ["3 Kategorien gewählt (höchstens 5)\n✅ Schuhe, Bücher und Spielzeug"]
+    await chat.send("Schrank")  # not a category, however close to one word
+    assert chat.texts[0].startswith("Das habe ich leider nicht verstanden.") and len(picked(chat)) == 3
+
+
 async def test_typed_answers_in_spanish(make_chat):
     chat = await sign_up(make_chat(language_code="es"))
     assert "elija hasta 5 categorías favoritas" in chat.text and chat.labels[-1] == "Listo"

@@ -62,7 +62,9 @@ async def test_bodies_json_cannot_carry_are_refused_with_400(touchpoint: Touchpo
         ("/api/v1/campaigns/preview", {"audience": {"active_within_days": "30"}}, "audience.active_within_days"),
         # The field is named as the shop wrote it, not after pydantic's union members.
         ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "2026-12-24T09:00:00"}, "send_at"),
-        ("/api/v1/pushes", {"touchpoint": "announcement", "customer_ids": ["c-1"], "variables": {"message": {"a": 1}}}, "variables"),
+        ("/api/v1/pushes", {"touchpoint": "announcement", "customer_ids": ["c-1"], "variables": {"message": {"a": 1}}}, "variables.message"),
+        ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": 1811000000}, "send_at"),
+        ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "2001-01-01T00:00:00Z"}, "send_at"),
     ],
 )
 async def test_values_that_do_not_fit_are_refused_naming_the_field(touchpoint: Touchpoint, path: str, body: Any, field: str) -> None:
@@ -145,3 +147,11 @@ async def test_a_scheduled_campaign_is_cancelled_over_the_api_once(touchpoint: T
     assert status == 404, answer
     status, answer, _ = await call(touchpoint, "POST", path, key="wrong")
     assert status == 401
+
+
+async def test_an_oversized_body_is_refused_even_where_the_route_reads_none(touchpoint: Touchpoint) -> None:
+    await call(touchpoint, "POST", "/api/v1/customers", {"external_id": "c-1"})
+    raw = "x" * (touchpoint.settings.touchpoint_max_body_bytes + 1)
+    status, answer, _ = await call(touchpoint, "POST", "/api/v1/customers/c-1/link-tokens", data=raw)
+    assert status == 413 and "TOUCHPOINT_MAX_BODY_BYTES" in answer["error"], answer
+    assert await touchpoint.query("SELECT token FROM account_link") == []

@@ -297,7 +297,7 @@ async def test_dry_run_knows_an_orders_survey_goes_once_and_refuses_another_cust
 
     await customer(tp, "viber", "c-bob")
     status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "event": delivered})
-    assert status == 422 and "c-alice" in body["fields"][0]["message"], body
+    assert status == 422 and body["fields"][0]["field"] == "event.customer_id" and "c-alice" in body["fields"][0]["message"], body
 
 
 async def test_a_cart_with_a_product_the_catalog_does_not_hold_is_refused_naming_the_item(tp):
@@ -309,3 +309,29 @@ async def test_a_cart_with_a_product_the_catalog_does_not_hold_is_refused_naming
     status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "event": cart})
     assert status == 422 and body["fields"][0]["field"] == "event.items.1.product_id", body
     assert await tp.query("SELECT customer_id FROM cart") == []
+
+
+async def test_an_order_reported_for_another_customer_triggers_nothing_for_either(tp):
+    alice = await customer(tp, "telegram", "c-alice")
+    bob = await customer(tp, "viber", "c-bob")
+    status, body = await api(tp, "POST", "/api/v1/events", {"type": "order.placed", "customer_id": "c-alice", "order_id": "o-9", "total": 10})
+    assert status == 202, body
+    before_bob = len(sent_to(tp, "viber", bob.address))
+    for kind in ("order.delivered", "order.placed"):
+        status, body = await api(tp, "POST", "/api/v1/events", {"type": kind, "customer_id": "c-bob", "order_id": "o-9"})
+        assert status == 422 and body["fields"][0]["field"] == "order_id" and "another customer" in body["error"], body
+    wrong = {"type": "order.delivered", "customer_id": "c-bob", "order_id": "o-9"}
+    status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "event": wrong})
+    assert status == 422 and body["fields"][0]["field"] == "event.order_id", body
+
+    # The owner's survey still comes, once.
+    status, body = await api(tp, "POST", "/api/v1/events", {"type": "order.delivered", "customer_id": "c-alice", "order_id": "o-9"})
+    assert status == 202 and len(body["pushes"]) == 1, body
+    await settled(tp, body["pushes"][0]["push_id"], "sent")
+
+    async def survey() -> Any:
+        return [r for r in sent_to(tp, "telegram", alice.address) if "o-9" in str(r.json)]
+
+    assert await eventually(survey)
+    await tp.idle()
+    assert len(sent_to(tp, "viber", bob.address)) == before_bob
