@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, P
 
 import orjson
 
-from bot import metrics, shop_store, store
+from bot import metrics, push_store, shop_store, store
 from bot.db import Database
 from bot.events import Inbound, Kind
 from bot.messages import Outbound, SendResult
@@ -473,10 +473,15 @@ class Pipeline:
                     break
                 await self._yield_to_ingestion()
                 waited = await self._respect_rate_limits(channel, address, bulk=bulk)
-                # A block may have arrived while we waited or sent the previous row.
-                if (waited or index) and await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
-                    await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
-                    break
+                # A block may have arrived, or the message been withdrawn (a cancelled campaign),
+                # while we waited or sent the previous row.
+                if (waited or index) and not await self.db.read(
+                    lambda conn, row=row: store.outbox_still_sendable(conn, channel, address, row.id)
+                ):
+                    if await self.db.read(lambda conn: store.is_blocked(conn, channel, address)):
+                        await self.db.write(lambda conn: store.outbox_block_pending(conn, channel, address))
+                        break
+                    continue
                 result = await adapter.send(address, Outbound.from_dict(row.payload), start_part=row.parts_sent)
                 if not await self._record_send(channel, address, row, result):
                     break
@@ -516,12 +521,15 @@ class Pipeline:
         now = datetime.now(timezone.utc)
         metrics.SENDS.labels(channel, result.status).inc()
         if result.status == "sent":
-            await self.db.write(
-                lambda conn: store.outbox_update(
-                    conn, row.id, status="sent", sent_at=now, attempts=row.attempts + 1,
+            def unit_sent(conn: Any) -> None:
+                still_pending = store.outbox_mark_sent(
+                    conn, row.id, sent_at=now, attempts=row.attempts + 1,
                     parts_sent=result.parts_sent, platform_message_id=result.platform_message_id, last_error=None,
                 )
-            )
+                if not still_pending:  # withdrawn while it was on the wire: its push says what happened
+                    push_store.left_after_all(conn, row.id, now)
+
+            await self.db.write(unit_sent)
             return True
         if result.status == "blocked":
             log.info("identity.blocked channel=%s address=%s reason=%s", channel, address, result.error)

@@ -194,13 +194,35 @@ def cancel_campaign(conn: Connection, campaign_id: int, now: datetime) -> bool:
     for r in open_pushes:
         if probably_arrived(r):  # no fallback now
             record(conn, r.id, "sent", now, reason=CAMPAIGN_CANCELLED, channel=r.channel)
-    waiting = select(push_t.c.outbox_id).where(push_t.c.campaign_id == campaign_id, push_t.c.status == "sending")
-    conn.execute(
-        update(outbox_t)
-        .where(outbox_t.c.id.in_(waiting), outbox_t.c.status == "pending", outbox_t.c.parts_sent == 0)
-        .values(status="cancelled", last_error="campaign cancelled")
-    )
+    sending = {
+        r.outbox_id: r.id
+        for r in conn.execute(
+            select(push_t.c.id, push_t.c.outbox_id).where(push_t.c.campaign_id == campaign_id, push_t.c.status == "sending")
+        )
+    }
+    withdrawn: list[int] = []
+    for chunk in _chunks(sorted(i for i in sending if i is not None), BATCH):
+        conn.execute(
+            update(outbox_t)
+            .where(outbox_t.c.id.in_(chunk), outbox_t.c.status == "pending", outbox_t.c.parts_sent == 0)
+            .values(status="cancelled", last_error="campaign cancelled")
+        )
+        withdrawn += conn.execute(
+            select(outbox_t.c.id).where(outbox_t.c.id.in_(chunk), outbox_t.c.status == "cancelled")
+        ).scalars()
+    # A sender holding one of them right now sends it anyway and sets its push to sent (left_after_all).
+    record(conn, [sending[i] for i in withdrawn], "skipped", now, reason=CAMPAIGN_CANCELLED)
     return True
+
+
+def left_after_all(conn: Connection, outbox_id: int, now: datetime) -> None:
+    """A withdrawn message was already on the wire when its campaign was cancelled: its push is sent."""
+    for push in conn.execute(
+        select(push_t.c.id, push_t.c.channel).where(
+            push_t.c.outbox_id == outbox_id, push_t.c.status.in_(("skipped", "sending"))
+        )
+    ):
+        record(conn, push.id, "sent", now, channel=push.channel, detail="it left before the cancel reached it")
 
 
 def probably_arrived(row: Any) -> bool:

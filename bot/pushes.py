@@ -461,14 +461,24 @@ class PushService:
 
     # ------------------------------------------------------------------ dry run
 
-    async def dry_run(self, customer_id: int, touchpoint: str, now: datetime | None = None) -> dict[str, Any]:
-        """What would happen to this touchpoint for this customer now, without sending or counting anything."""
+    async def dry_run(
+        self, customer_id: int, touchpoint: str, variables: Mapping[str, Any] | None = None, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """What would happen to this touchpoint for this customer now, without sending or counting anything.
+
+        With ``variables`` (a push's), an empty text is reported as the push would be: ``empty_message``.
+        """
         now = now or utcnow()
         rule = self.config.touchpoints[touchpoint]
         facts = (await self.db.read(lambda conn: push_store.load_facts(conn, [customer_id], now))).get(customer_id)
         if facts is None:
             return {"would_send": False, "action": "skip", "reason": "unknown_customer", "held_back": []}
         decision = decide(rule, facts, self.config, now, enabled=self.enabled, allow_template=not self._is_survey(touchpoint))
+        if variables is not None and decision.route is not None and not self._is_survey(touchpoint):
+            scratch = push_store.Batch(now)  # links and history go nowhere
+            message = self.render(scratch, 0, rule, facts, dict(variables), decision.route, now)
+            if not message.text.strip() and message.template is None and message.place is None:
+                decision = Decision("skip", EMPTY_MESSAGE, held_back=decision.held_back)
         answer = decision.as_dict()
         answer["touchpoint"] = touchpoint
         answer["transactional"] = rule.transactional

@@ -1061,6 +1061,24 @@ def outbox_update(conn: Connection, outbox_id: int, **values: Any) -> None:
     conn.execute(_OUTBOX_UPDATE, {"_id": outbox_id, **values})
 
 
+def outbox_mark_sent(conn: Connection, outbox_id: int, **values: Any) -> bool:
+    """Record that a message left; False when it had been withdrawn meanwhile (it is sent all the same)."""
+    values = {"status": "sent", **values}
+    if (db := sqlite_fast.driver(conn)) is not None:
+        if sqlite_fast.update(db, "outbox", values, {"id": outbox_id, "status": "pending"}):
+            return True
+    elif conn.execute(_OUTBOX_UPDATE.where(outbox_t.c.status == "pending"), {"_id": outbox_id, **values}).rowcount:
+        return True
+    outbox_update(conn, outbox_id, **values)
+    return False
+
+
+def outbox_still_sendable(conn: Connection, channel: str, address: str, outbox_id: int) -> bool:
+    """Whether this pending message may still go: not withdrawn, and its recipient has not blocked us."""
+    status = conn.execute(select(outbox_t.c.status).where(outbox_t.c.id == outbox_id)).scalar()
+    return status == "pending" and not is_blocked(conn, channel, address)
+
+
 def outbox_block_pending(conn: Connection, channel: str, address: str) -> None:
     """Nothing more goes to a recipient who blocked us."""
     conn.execute(_OUTBOX_BLOCK_PENDING, {"_channel": channel, "_address": address})

@@ -69,9 +69,7 @@ class Touchpoints:
 
     async def _own_order(self, order_id: str, customer_id: int) -> None:
         """An order belongs to one customer: another's survey or conversion must not be triggered."""
-        owner = await self.db.read(lambda conn: event_store.order_owner(conn, order_id))
-        if owner is not None and owner != customer_id:
-            raise UnknownReference("order_id", f"order {order_id!r} was reported for another customer")
+        await self.db.read(lambda conn: _check_owner(conn, order_id, customer_id, allow_new=True))
 
     async def _known_products(self, items: list[dict[str, Any]]) -> None:
         ids = [item["product_id"] for item in items]
@@ -257,6 +255,9 @@ class Touchpoints:
             await self._known_products([dict(i) for i in items or []])
             shop, reason = await self._store_offer(customer_id, now, location=location, items=items)
             return Concern("cart_nearby", reason)
+        if kind == "order.placed":
+            await self._own_order(str(event["order_id"]), customer_id)
+            return Concern(None, "sends_nothing")
         if kind == "order.delivered":
             await self._own_order(str(event["order_id"]), customer_id)
             if not self.config.surveys:
@@ -281,11 +282,12 @@ class Touchpoints:
     async def _order_placed(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         customer_id = await self._customer(event["customer_id"])
         order_id, code = str(event["order_id"]), event.get("code")
-        await self._own_order(order_id, customer_id)
         window = timedelta(days=self.config.policy.attribution_days)
 
         def unit(conn: Any) -> dict[str, Any]:
-            if not event_store.record_order(conn, order_id, customer_id, code, event.get("total"), now):
+            fresh = event_store.record_order(conn, order_id, customer_id, code, event.get("total"), now)
+            _check_owner(conn, order_id, customer_id)  # after the insert, which decides between two at once
+            if not fresh:
                 return {"pushes": [], "duplicate": True}
             push_id = push_store.attribute_order(conn, customer_id, code, event.get("push_id"), now, window)
             event_store.attribute(conn, order_id, push_id)
@@ -297,10 +299,20 @@ class Touchpoints:
     async def _order_delivered(self, event: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         customer_id = await self._customer(event["customer_id"])
         order_id = str(event["order_id"])
-        await self._own_order(order_id, customer_id)
-        await self.db.write(lambda conn: event_store.mark_delivered(conn, order_id, customer_id, now))
+
+        def unit(conn: Any) -> None:
+            event_store.mark_delivered(conn, order_id, customer_id, now)
+            _check_owner(conn, order_id, customer_id)  # after the insert, which decides between two at once
+
+        await self.db.write(unit)
         survey = next(iter(self.config.surveys), None)
         if survey is None:
             return {"pushes": []}
         variables = {"order": order_id, "survey": survey.id}
         return await self._push("order_feedback", [customer_id], variables, f"order:{order_id}", now)
+
+
+def _check_owner(conn: Any, order_id: str, customer_id: int, *, allow_new: bool = False) -> None:
+    owner = event_store.order_owner(conn, order_id)
+    if (owner is None and not allow_new) or (owner is not None and owner != customer_id):
+        raise UnknownReference("order_id", f"order {order_id!r} was reported for another customer")

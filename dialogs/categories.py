@@ -23,7 +23,6 @@ all, and "done" / "next" / "back" words work as the buttons do.
 from __future__ import annotations
 
 from babel.lists import format_list
-from rapidfuzz.distance import OSA
 
 from bot.codes import code_link, plan_welcome_codes, valid_code
 from bot.config import Category
@@ -43,7 +42,6 @@ from bot.dialog import (
 )
 from bot.events import Kind
 from bot.i18n import FALLBACK_LOCALE
-from bot.intents import typo_budget
 from bot.turn import IssueCode, SaveCategories
 
 NAME = "categories"
@@ -245,31 +243,7 @@ def _typed_categories(ctx: Context, text: str) -> list[str] | None:
         return parsed[i]
 
     ids = parse(0)
-    if not ids:
-        vocabulary = {t for key in names for t in key}
-        fixed = [_nearest(t, vocabulary) for t in tokens]
-        if fixed != tokens and None not in fixed:  # "Schue", "elektronk": one typo per word, as for intents
-            tokens[:] = [t for t in fixed if t is not None]
-            parsed.clear()
-            parsed[len(tokens)] = []
-            ids = parse(0)
     return list(dict.fromkeys(ids)) if ids else None
-
-
-def _nearest(token: str, vocabulary: set[str]) -> str | None:
-    """``token`` if known, else the one known word within the typo budget with the same first letter."""
-    if token in vocabulary:
-        return token
-    scored = [
-        (OSA.distance(token, word), word)
-        for word in vocabulary
-        if word[:1] == token[:1] and OSA.distance(token, word) <= typo_budget(max(len(token), len(word)))
-    ]
-    if not scored:
-        return None
-    best = min(d for d, _ in scored)
-    closest = [w for d, w in scored if d == best]
-    return closest[0] if len(closest) == 1 else None
 
 
 # ----------------------------------------------------------------------------- done

@@ -9,6 +9,7 @@ campaign path takes the wall clock, and the tests must pass at any hour.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,7 +216,7 @@ async def test_a_cancel_withdraws_what_still_waits_in_the_outbox_and_skips_defer
     assert await env.campaigns.cancel(campaign_id)
 
     status = await env.campaigns.status(campaign_id)
-    assert (status["status"], status["by_status"]) == ("cancelled", {"sending": 2, "skipped": 1})
+    assert (status["status"], status["by_status"]) == ("cancelled", {"sending": 1, "skipped": 2})
     await env.flush()
     assert env.fake.sent("telegram") == []  # nothing more leaves
     await env.pushes.reconcile(now())
@@ -223,6 +224,45 @@ async def test_a_cancel_withdraws_what_still_waits_in_the_outbox_and_skips_defer
     assert (status["pending"], status["by_status"]) == (0, {"sent": 1, "skipped": 2})
     rows = await env.sql("SELECT customer_id, reason FROM push WHERE status = 'skipped' ORDER BY customer_id")
     assert [(r.customer_id, r.reason) for r in rows] == [(people[1].id, "campaign_cancelled"), (people[2].id, "campaign_cancelled")]
+
+
+async def test_a_message_waiting_for_the_chats_rate_limit_is_not_sent_after_a_cancel(env: Env):
+    # Telegram allows one message a second per chat: the campaign's waits behind an earlier one.
+    bea = await env.customer(["telegram"])
+    await env.pushes.submit("announcement", [bea.id], {"message": "Welcome back"}, now=now())
+    campaign_id = await env.campaigns.create("oops", "announcement", {}, {"message": "Wrong price"}, None)
+    await env.campaigns.run_due()
+    await env.pushes.dispatch_due(now())
+    sending = asyncio.create_task(env.flush())
+    await env.fake.wait_for(1, "telegram")  # the first left; the campaign's waits for its slot
+    assert await env.campaigns.cancel(campaign_id)
+    await sending
+    assert [text_of(m) for m in env.sent_to("telegram", bea.address["telegram"])] == ["Welcome back"]
+    status = await env.campaigns.status(campaign_id)
+    assert (status["status"], status["pending"], status["by_status"]) == ("cancelled", 0, {"skipped": 1})
+
+
+async def test_a_message_on_the_wire_when_its_campaign_is_cancelled_is_recorded_as_sent(env: Env, monkeypatch):
+    # The sender re-checks each waiting message, but one already handed to the platform goes.
+    anna = await env.customer(["telegram"])
+    campaign_id = await env.campaigns.create("oops", "announcement", {}, {"message": "Wrong price"}, None)
+    await env.campaigns.run_due()
+    await env.pushes.dispatch_due(now())
+    adapter = env.pipeline.adapters["telegram"]
+    original = adapter.send
+
+    async def send_while_cancelled(*args: Any, **kwargs: Any) -> Any:
+        assert await env.campaigns.cancel(campaign_id)  # lands while the request is in flight
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "send", send_while_cancelled)
+    await env.flush()
+    assert len(env.sent_to("telegram", anna.address["telegram"])) == 1
+    await env.pushes.reconcile(now())
+    status = await env.campaigns.status(campaign_id)
+    assert (status["status"], status["by_status"]) == ("cancelled", {"sent": 1})
+    [row] = await env.sql("SELECT status FROM outbox")
+    assert row.status == "sent"
 
 
 # ----------------------------------------------------------------------------- a restart in the middle

@@ -218,8 +218,8 @@ PAST_SEND_AT = timedelta(minutes=5)  # tolerated clock difference between the sh
 
 
 def _iso_text(value: Any) -> Any:
-    # A number would be read as a Unix time: too easy to send by mistake.
-    if value is not None and not isinstance(value, str):
+    # A number, or digits in a string, would be read as a Unix time: too easy to send by mistake.
+    if value is not None and (not isinstance(value, str) or re.fullmatch(r"\s*[-+]?[0-9.eE+]+\s*", value)):
         raise ValueError("must be an ISO 8601 date and time, e.g. 2026-12-24T09:00:00+01:00")
     return value
 
@@ -357,6 +357,22 @@ class ConsentIn(Strict):
     granted: Flag = Field(description="true only for email or sms: a messenger's consent is asked in its chat")
 
 
+def attribute_problems(attributes: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for attribute values the rules would misread; the complaint rules read
+    ``order_count`` and ``customer_since``, and a wrong type would silently disable them."""
+    problems = []
+    count = attributes.get("order_count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+        problems.append(("order_count", "must be a whole number of at least 0"))
+    since = attributes.get("customer_since")
+    if since is not None and not _is_iso_date(since):
+        problems.append(("customer_since", "must be an ISO date such as 2023-04-01"))
+    for name, item in attributes.items():
+        if isinstance(item, str) and len(item) > 1000:
+            problems.append((name, "at most 1000 characters"))
+    return problems
+
+
 class CustomerUpsert(Strict):
     """``POST /api/v1/customers``: create or update by ``external_id``.
 
@@ -380,20 +396,6 @@ class CustomerUpsert(Strict):
     consents: list[ConsentIn] = Field(default_factory=list, max_length=20)
 
 
-    @field_validator("attributes")
-    @classmethod
-    def _known_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Complaint rules read these two; a wrong type would silently disable them.
-        count = value.get("order_count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
-            raise ValueError("order_count must be a whole number of at least 0")
-        since = value.get("customer_since")
-        if since is not None and not _is_iso_date(since):
-            raise ValueError("customer_since must be an ISO date such as 2023-04-01")
-        for name, item in value.items():
-            if isinstance(item, str) and len(item) > 1000:
-                raise ValueError(f"{name}: at most 1000 characters")
-        return value
 
     @field_validator("consents")
     @classmethod

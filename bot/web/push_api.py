@@ -212,7 +212,9 @@ async def dry_run(request: web.Request) -> web.Response:
     pushes = request.app[PUSHES]
     if body.push is not None:
         _check_touchpoint(request, body.push.touchpoint, "push.touchpoint")
-        return _json(await pushes.dry_run(customer_id, body.push.touchpoint))
+        # Without variables the question is only about the rules; with them, also about the text.
+        variables = body.push.variables if "variables" in body.push.model_fields_set else None
+        return _json(await pushes.dry_run(customer_id, body.push.touchpoint, variables))
     assert body.event is not None
     try:
         concern = await request.app[TOUCHPOINTS].concerns(body.event.model_dump(mode="json"), customer_id)

@@ -25,6 +25,7 @@ from bot.web.api_models import (
     CustomerOut,
     CustomerUpsert,
     MESSENGERS,
+    attribute_problems,
     LinkTokenOut,
     ProductsIn,
     StoresIn,
@@ -45,7 +46,12 @@ def _error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def require_api_key(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    if not request.path.startswith("/api/") or request.path in PUBLIC:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    if request.body_exists and (request.content_length is None or request.content_length > request.client_max_size):
+        # Too large is too large, also on routes that never read their body (chunked ones included).
+        await read_limited(request)
+    if request.path in PUBLIC:
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -57,9 +63,6 @@ async def require_api_key(request: web.Request, handler):  # type: ignore[no-unt
             headers={"WWW-Authenticate": "Bearer"},
         )
     request[API_KEY_SCOPE] = scope_of(key)
-    if request.content_length is not None and request.content_length > request.client_max_size:
-        # Also on routes that never read their body: too large is too large.
-        await read_limited(request)
     return await handler(request)
 
 
@@ -81,6 +84,9 @@ async def lookup_customer(request: web.Request) -> web.Response:
 
 async def upsert_customer(request: web.Request) -> web.Response:
     body = await parse_body(request, CustomerUpsert)
+    problems = attribute_problems(body.attributes)
+    if problems:
+        raise api_error(422, "invalid request", [{"field": f"attributes.{key}", "message": m} for key, m in problems])
     config = request.app[CONFIG]
     consents = []
     for index, given in enumerate(body.consents):

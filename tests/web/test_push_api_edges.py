@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Touchpoint
+from tests.conftest import API_KEY, Touchpoint
 from tests.web.test_shop_api import call, fields_of
 
 
@@ -64,6 +64,7 @@ async def test_bodies_json_cannot_carry_are_refused_with_400(touchpoint: Touchpo
         ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "2026-12-24T09:00:00"}, "send_at"),
         ("/api/v1/pushes", {"touchpoint": "announcement", "customer_ids": ["c-1"], "variables": {"message": {"a": 1}}}, "variables.message"),
         ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": 1811000000}, "send_at"),
+        ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "1900000000"}, "send_at"),
         ("/api/v1/campaigns", {"name": "x", "touchpoint": "announcement", "audience": {}, "send_at": "2001-01-01T00:00:00Z"}, "send_at"),
     ],
 )
@@ -154,4 +155,19 @@ async def test_an_oversized_body_is_refused_even_where_the_route_reads_none(touc
     raw = "x" * (touchpoint.settings.touchpoint_max_body_bytes + 1)
     status, answer, _ = await call(touchpoint, "POST", "/api/v1/customers/c-1/link-tokens", data=raw)
     assert status == 413 and "TOUCHPOINT_MAX_BODY_BYTES" in answer["error"], answer
+    assert await touchpoint.query("SELECT token FROM account_link") == []
+
+
+@pytest.mark.parametrize("method,path", [("POST", "/api/v1/customers/c-1/link-tokens"), ("GET", "/api/v1/stats"), ("GET", "/api/v1/openapi.json")])
+async def test_an_oversized_chunked_body_is_refused_on_any_route(touchpoint: Touchpoint, method: str, path: str) -> None:
+    await call(touchpoint, "POST", "/api/v1/customers", {"external_id": "c-1"})
+    size = touchpoint.settings.touchpoint_max_body_bytes + 1
+
+    async def chunks() -> Any:
+        for _ in range(size // 1000 + 1):
+            yield b"x" * 1000
+
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    async with touchpoint.session.request(method, f"{touchpoint.url}{path}", data=chunks(), headers=headers) as response:
+        assert response.status == 413 and "TOUCHPOINT_MAX_BODY_BYTES" in (await response.json())["error"]
     assert await touchpoint.query("SELECT token FROM account_link") == []

@@ -9,6 +9,7 @@ fixed clock.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -217,6 +218,10 @@ async def test_dry_run_explains_without_sending_or_counting(tp):
     await catalog(tp)
     status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "push": {"touchpoint": "announcement"}})
     assert status == 200 and body["would_send"] and body["channel"] == "telegram" and body["form"] == "text", body
+    for empty in (None, "", "  "):  # as the push itself would be: nothing worth a message
+        push = {"touchpoint": "announcement", "variables": {"message": empty}}
+        status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-alice", "push": push})
+        assert status == 200 and (body["would_send"], body["reason"]) == (False, "empty_message"), body
     status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "push": {"touchpoint": "announcement"}})
     assert not body["would_send"] and body["reason"] == "no_consent"
     assert body["held_back"] == [{"channel": "viber", "reason": "no_consent"}]
@@ -320,9 +325,10 @@ async def test_an_order_reported_for_another_customer_triggers_nothing_for_eithe
     for kind in ("order.delivered", "order.placed"):
         status, body = await api(tp, "POST", "/api/v1/events", {"type": kind, "customer_id": "c-bob", "order_id": "o-9"})
         assert status == 422 and body["fields"][0]["field"] == "order_id" and "another customer" in body["error"], body
-    wrong = {"type": "order.delivered", "customer_id": "c-bob", "order_id": "o-9"}
-    status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "event": wrong})
-    assert status == 422 and body["fields"][0]["field"] == "event.order_id", body
+    for kind in ("order.delivered", "order.placed"):
+        wrong = {"type": kind, "customer_id": "c-bob", "order_id": "o-9"}
+        status, body = await api(tp, "POST", "/api/v1/touchpoints/dry-run", {"customer_id": "c-bob", "event": wrong})
+        assert status == 422 and body["fields"][0]["field"] == "event.order_id", body
 
     # The owner's survey still comes, once.
     status, body = await api(tp, "POST", "/api/v1/events", {"type": "order.delivered", "customer_id": "c-alice", "order_id": "o-9"})
@@ -335,3 +341,11 @@ async def test_an_order_reported_for_another_customer_triggers_nothing_for_eithe
     assert await eventually(survey)
     await tp.idle()
     assert len(sent_to(tp, "viber", bob.address)) == before_bob
+
+    # Two deliveries of one new order for two customers at once: exactly one is accepted.
+    for n in range(5):
+        answers = await asyncio.gather(*(
+            api(tp, "POST", "/api/v1/events", {"type": "order.delivered", "customer_id": who, "order_id": f"race-{n}"})
+            for who in ("c-alice", "c-bob")
+        ))
+        assert sorted(status for status, _ in answers) == [202, 422], answers
